@@ -1,0 +1,439 @@
+"""Whole-file checks: state typing, outputs, templates, conditions, tools and edges.
+
+They run on a structurally valid :class:`WorkflowConfig` (possibly with broken items removed, see
+:class:`Known`) and report :class:`Issue` objects; graph shape is checked in :mod:`.graph_checks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .conditions import Comparison, ConditionError, Literal, Path, parse_condition
+from .diagnostics import closest
+from .issues import Found, Loc
+from .schema import END, IDENTIFIER, START, Node, WorkflowConfig
+from .state import StateField, field_spec
+from .templates import TemplateError, parse_template
+from .types import ANY, TypeExpr
+
+__all__ = ["BUILTIN_TOOLS", "RESERVED_NAMES", "Known", "check_workflow"]
+
+BUILTIN_TOOLS = (
+    "web_search",
+    "serper_search",
+    "http_get",
+    "read_file",
+    "write_file",
+    "calculator",
+)
+"""Tools every workflow may name; custom ones are written `module:function`."""
+
+RESERVED_NAMES = ("state", "item", "item_index")
+"""Names templates give a meaning of their own, so state fields cannot take them."""
+
+_PARALLEL_NAMES = {"item": ANY, "item_index": TypeExpr("int")}
+
+
+@dataclass
+class Known:
+    """What was in the file but failed structural validation and was left out of the checks.
+
+    Attributes:
+        node_ids: Ids of left-out nodes (edges may still name them).
+        fields: State fields declared or written by left-out items (types unknown).
+        incomplete: Something structural was left out, so whole-graph checks would mislead.
+    """
+
+    node_ids: set[str] = field(default_factory=set)
+    fields: set[str] = field(default_factory=set)
+    incomplete: bool = False
+
+
+@dataclass
+class Checked:
+    """Result of :func:`check_workflow`."""
+
+    fields: dict[str, StateField]
+    implicit: list[str]
+    found: Found
+    endpoints_ok: bool
+
+
+def check_workflow(config: WorkflowConfig, known: Known) -> Checked:
+    """Run every whole-file check except graph shape."""
+    return _Checker(config, known).run()
+
+
+class _Checker:
+    def __init__(self, config: WorkflowConfig, known: Known) -> None:
+        self.config = config
+        self.known = known
+        self.found = Found()
+        self.fields: dict[str, StateField] = dict(config.state.fields)
+        self.implicit: list[str] = []
+        self.writer: dict[str, str] = {}
+        self.node_ids = {node.id for node in config.nodes} | known.node_ids
+        self.parallel_targets = {
+            e.parallel.target_node for e in config.edges if e.parallel is not None
+        }
+        self.endpoints_ok = True
+
+    def add(self, loc: Loc, message: str, **extra: object) -> None:
+        self.found.add(loc, message, **extra)
+
+    def run(self) -> Checked:
+        self._state_names()
+        self._node_ids()
+        for index, node in enumerate(self.config.nodes):
+            self._outputs(index, node)
+        self._parallel_collect_fields()
+        for index, node in enumerate(self.config.nodes):
+            self._templates(index, node)
+            self._tools(index, node)
+        for index in range(len(self.config.edges)):
+            self._edge(index)
+        return Checked(self.fields, self.implicit, self.found, self.endpoints_ok)
+
+    # -- state and nodes -------------------------------------------------------------------
+
+    def _state_names(self) -> None:
+        for name in self.config.state.fields:
+            loc: Loc = ("state", "fields", name)
+            if not IDENTIFIER.match(name):
+                self.add(loc, f"field name {name!r} must be an identifier", at_key=True)
+            elif name in RESERVED_NAMES:
+                self.add(loc, f"{name!r} is reserved in templates; rename the field", at_key=True)
+
+    def _node_ids(self) -> None:
+        first: dict[str, int] = {}
+        for index, node in enumerate(self.config.nodes):
+            if node.id in first:
+                self.add(
+                    ("nodes", index, "id"),
+                    f"duplicate node id {node.id!r} (also nodes[{first[node.id]}])",
+                    code="duplicate_node",
+                )
+            else:
+                first[node.id] = index
+
+    def _output_types(self, index: int, node: Node) -> list[tuple[str, StateField, Loc]]:
+        """(output name, its type as a field, where its type is written) for each output."""
+        schema = node.output_schema
+        base: Loc = ("nodes", index)
+        if schema is None:
+            result = []
+            for k, name in enumerate(node.outputs):
+                declared = self.fields.get(name) or StateField(type="str")
+                result.append((name, declared, (*base, "outputs", k)))
+            return result
+        if schema.type != "object":
+            if len(node.outputs) != 1:
+                self.add(
+                    (*base, "outputs"),
+                    f"output_schema of type {schema.type} gives one value; list exactly one "
+                    f"output, not {len(node.outputs)}",
+                )
+                return []
+            spec = StateField(type=schema.type, description=schema.description)
+            return [(node.outputs[0], spec, (*base, "output_schema", "type"))]
+        by_name = {f.name: (j, f) for j, f in enumerate(schema.fields or [])}
+        missing = [name for name in node.outputs if name not in by_name]
+        unlisted = [name for name in by_name if name not in node.outputs]
+        matched: set[str] = set()
+        for name in missing:
+            guess = closest(name, [u for u in unlisted if u not in matched])
+            if guess:
+                matched.add(guess)
+            k = node.outputs.index(name)
+            self.add(
+                (*base, "outputs", k),
+                f"output {name!r} has no field in output_schema.fields",
+                suggestion=guess,
+                code="output_mismatch",
+            )
+        for name in unlisted:
+            if name not in matched:
+                j = by_name[name][0]
+                self.add(
+                    (*base, "output_schema", "fields", j, "name"),
+                    f"output_schema field {name!r} is not listed in outputs",
+                    code="output_mismatch",
+                )
+        result = []
+        for name in node.outputs:
+            if name in by_name:
+                j, f = by_name[name]
+                spec = StateField.model_construct(
+                    type=f.type, description=f.description, schema_=f.schema_
+                )
+                result.append((name, spec, (*base, "output_schema", "fields", j, "type")))
+        return result
+
+    def _outputs(self, index: int, node: Node) -> None:
+        seen: set[str] = set()
+        for k, name in enumerate(node.outputs):
+            if name in seen:
+                self.add(("nodes", index, "outputs", k), f"output {name!r} is listed twice")
+            seen.add(name)
+            if not IDENTIFIER.match(name) or name in RESERVED_NAMES:
+                self.add(("nodes", index, "outputs", k), f"{name!r} cannot be a state field name")
+        for name, spec, loc in self._output_types(index, node):
+            target = self.fields.get(name)
+            if target is None:
+                self.fields[name] = spec
+                self.implicit.append(name)
+                self.writer[name] = node.id
+            elif not target.type_expr.accepts(spec.type_expr):
+                if name in self.writer:
+                    where = f"node {self.writer[name]!r} writes it as {target.type}"
+                else:
+                    where = f"state field {name!r} is {target.type}"
+                self.add(loc, f"output {name!r} is {spec.type} but {where}", code="type_mismatch")
+
+    def _parallel_collect_fields(self) -> None:
+        nodes = {node.id: node for node in self.config.nodes}
+        for index, edge in enumerate(self.config.edges):
+            spec = edge.parallel
+            if spec is None or spec.target_node not in nodes:
+                continue
+            loc: Loc = ("edges", index, "parallel")
+            target = nodes[spec.target_node]
+            if len(target.outputs) != 1:
+                self.add(
+                    (*loc, "target_node"),
+                    f"fan-out target {target.id!r} must have exactly one output to collect, "
+                    f"not {len(target.outputs)}",
+                )
+                continue
+            out = self.fields.get(target.outputs[0])
+            item_type = out.type_expr if out else ANY
+            collected = self.fields.get(spec.collect_field)
+            if collected is None and spec.collect_field not in self.known.fields:
+                self.fields[spec.collect_field] = StateField(type=f"list[{item_type}]")
+                self.implicit.append(spec.collect_field)
+            elif collected is not None and not collected.type_expr.accepts(
+                TypeExpr("list", (item_type,))
+            ):
+                self.add(
+                    (*loc, "collect_field"),
+                    f"collect_field {spec.collect_field!r} is {collected.type}; it must be a "
+                    f"list of {item_type}",
+                    code="type_mismatch",
+                )
+
+    # -- templates and tools ---------------------------------------------------------------
+
+    def _templates(self, index: int, node: Node) -> None:
+        extra = dict(_PARALLEL_NAMES) if node.id in self.parallel_targets else {}
+        local = {name: TypeExpr("str") for name in node.inputs}
+        for name, template in node.inputs.items():
+            self._template(("nodes", index, "inputs", name), template, extra)
+        self._template(("nodes", index, "prompt"), node.prompt, {**extra, **local})
+
+    def _template(self, loc: Loc, template: str, extra: dict[str, TypeExpr]) -> None:
+        try:
+            parts = parse_template(template)
+        except TemplateError as exc:
+            self.add(loc, str(exc), needle=template[exc.offset : exc.offset + 20], code="template")
+            return
+        for part in parts:
+            if isinstance(part, str):
+                continue
+            problem, suggestion = self._resolve(part.path, extra)
+            if problem:
+                self.add(
+                    loc,
+                    f"placeholder {{{part.text}}}: {problem}",
+                    suggestion=suggestion,
+                    needle=f"{{{part.text}",
+                    code="template",
+                )
+
+    def _resolve(
+        self, path: tuple[str, ...], extra: dict[str, TypeExpr]
+    ) -> tuple[str | None, str | None]:
+        """Check a dotted path; return (problem, suggestion), or (None, None) when it resolves."""
+        parts = path
+        if parts[0] == "state":
+            if len(parts) == 1:
+                return "'state' needs a field name, as in {state.topic}", None
+            parts = parts[1:]
+            names = list(self.fields)
+        else:
+            if parts[0] in extra:
+                return self._walk(parts, extra[parts[0]], None)
+            names = [*self.fields, *extra]
+        head = parts[0]
+        if head in self.known.fields and head not in self.fields:
+            return None, None
+        if head not in self.fields:
+            return f"no state field {head!r}", closest(head, names)
+        spec = self.fields[head]
+        return self._walk(parts, spec.type_expr, spec.schema_)
+
+    def _walk(
+        self, parts: tuple[str, ...], expr: TypeExpr, schema: dict | None
+    ) -> tuple[str | None, str | None]:
+        for depth, name in enumerate(parts[1:], start=1):
+            if expr.kind in ("any", "dict"):
+                return None, None
+            if expr.kind != "object" or not schema:
+                return f"{'.'.join(parts[:depth])} is {expr}; it has no field {name!r}", None
+            if name not in schema:
+                return f"{'.'.join(parts[:depth])} has no field {name!r}", closest(name, schema)
+            sub = field_spec(schema[name])
+            expr, schema = sub.type_expr, sub.schema_
+        return None, None
+
+    def _path_type(self, parts: tuple[str, ...]) -> TypeExpr | None:
+        head = parts[0]
+        if head not in self.fields:
+            return None
+        spec = self.fields[head]
+        expr, schema = spec.type_expr, spec.schema_
+        for name in parts[1:]:
+            if expr.kind != "object" or not schema or name not in schema:
+                return ANY
+            sub = field_spec(schema[name])
+            expr, schema = sub.type_expr, sub.schema_
+        return expr
+
+    def _tools(self, index: int, node: Node) -> None:
+        allowed = self.config.config.tools.allowed_modules
+        for k, ref in enumerate(node.tool_refs):
+            loc: Loc = ("nodes", index, "tools", k)
+            if ":" in ref.name:
+                module, _, function = ref.name.partition(":")
+                if not (IDENTIFIER.match(function) and all(map(IDENTIFIER.match, module.split(".")))):
+                    self.add(loc, f"custom tool {ref.name!r} must be written module:function")
+                elif not any(module == m or module.startswith(m + ".") for m in allowed):
+                    self.add(
+                        loc,
+                        f"custom tool module {module!r} is not in config.tools.allowed_modules",
+                        code="tool",
+                    )
+            elif ref.name not in BUILTIN_TOOLS:
+                self.add(
+                    loc,
+                    f"unknown tool {ref.name!r}; built-in tools are {', '.join(BUILTIN_TOOLS)}, "
+                    "custom tools are written module:function",
+                    suggestion=closest(ref.name, BUILTIN_TOOLS),
+                    code="tool",
+                )
+
+    # -- edges -----------------------------------------------------------------------------
+
+    def _endpoint(self, loc: Loc, name: str, *, source: bool) -> None:
+        if source and name == END:
+            self.add(loc, "no edge can leave END")
+        elif not source and name == START:
+            self.add(loc, "no edge can lead to START")
+        elif name not in self.node_ids and name not in (START, END):
+            self.add(loc, f"unknown node {name!r}", suggestion=closest(name, self.node_ids))
+        else:
+            return
+        self.endpoints_ok = False
+
+    def _edge(self, index: int) -> None:
+        edge = self.config.edges[index]
+        loc: Loc = ("edges", index)
+        self._endpoint((*loc, "from"), edge.from_, source=True)
+        if edge.routes is not None:
+            self._routes(loc, edge.routes)
+        elif edge.loop is not None:
+            self._endpoint((*loc, "loop", "exit_to"), edge.loop.exit_to, source=False)
+            self._typed_field((*loc, "loop", "condition_field"), edge.loop.condition_field, "bool")
+            if edge.from_ == START:
+                self.add((*loc, "from"), "a loop repeats a node; it cannot start at START")
+        elif edge.parallel is not None:
+            spec = edge.parallel
+            self._endpoint((*loc, "parallel", "target_node"), spec.target_node, source=False)
+            self._typed_field((*loc, "parallel", "items_field"), spec.items_field, "list")
+            self._typed_field((*loc, "parallel", "collect_field"), spec.collect_field, "list")
+        elif isinstance(edge.to, list):
+            for k, name in enumerate(edge.to):
+                self._endpoint((*loc, "to", k), name, source=False)
+        else:
+            self._endpoint((*loc, "to"), edge.targets[0], source=False)
+
+    def _typed_field(self, loc: Loc, name: str, kind: str) -> None:
+        if name in self.known.fields and name not in self.fields:
+            return
+        spec = self.fields.get(name)
+        if spec is None:
+            self.add(loc, f"no state field {name!r}", suggestion=closest(name, self.fields))
+        elif spec.type_expr.kind not in (kind, "any"):
+            self.add(loc, f"field {name!r} is {spec.type}; it must be {kind}", code="type_mismatch")
+
+    def _routes(self, loc: Loc, routes: list) -> None:
+        defaults = [k for k, route in enumerate(routes) if route.is_default]
+        if not defaults:
+            self.add(
+                (*loc, "routes"),
+                "routes need a default route ({condition: default, to: ...}) so that a branch "
+                "is always taken",
+            )
+        elif len(defaults) > 1:
+            self.add((*loc, "routes", defaults[1], "condition"), "only one route may be the default")
+        elif defaults[0] != len(routes) - 1:
+            self.add(
+                (*loc, "routes", defaults[0] + 1),
+                "routes after the default can never be taken; put the default last",
+            )
+        for k, route in enumerate(routes):
+            self._endpoint((*loc, "routes", k, "to"), route.to, source=False)
+            if not route.is_default:
+                self._condition((*loc, "routes", k, "condition"), route.expression)
+
+    def _condition(self, loc: Loc, text: str) -> None:
+        try:
+            condition = parse_condition(text)
+        except ConditionError as exc:
+            self.add(loc, f"condition {text!r}: {exc}", code="condition")
+            return
+        for path in condition.paths():
+            problem, suggestion = self._resolve(path.parts, {})
+            if problem:
+                self.add(loc, f"condition {text!r}: {problem}", suggestion=suggestion, code="condition")
+                return
+        for comparison in condition.comparisons():
+            problem = self._never_true(comparison)
+            if problem:
+                self.add(loc, f"condition {text!r} can never be true: {problem}", code="condition")
+                return
+
+    def _never_true(self, comparison: Comparison) -> str | None:
+        operands = [comparison.left, *comparison.rights]
+        for op, left, right in zip(comparison.ops, operands, operands[1:], strict=False):
+            if op in ("in", "not in"):
+                if isinstance(left, Path) and isinstance(right, Literal):
+                    left_type = self._path_type(left.parts)
+                    items = right.value if isinstance(right.value, list) else None
+                    if left_type and items is not None and items and not any(
+                        _literal_fits(left_type, v) for v in items
+                    ):
+                        return f"{'.'.join(left.parts)} is {left_type}, no listed value is"
+                continue
+            for path, literal in ((left, right), (right, left)):
+                if isinstance(path, Path) and isinstance(literal, Literal):
+                    path_type = self._path_type(path.parts)
+                    if path_type and not _literal_fits(path_type, literal.value):
+                        return (
+                            f"{'.'.join(path.parts)} is {path_type}, compared with "
+                            f"{type(literal.value).__name__} {literal.value!r}"
+                        )
+        return None
+
+
+def _literal_fits(expr: TypeExpr, value: object) -> bool:
+    if value is None or expr.kind == "any":
+        return True
+    if expr.kind == "bool":
+        return isinstance(value, bool)
+    if expr.kind in ("int", "float"):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expr.kind == "str":
+        return isinstance(value, str)
+    if expr.kind == "list":
+        return isinstance(value, list)
+    return isinstance(value, dict)

@@ -1,0 +1,178 @@
+"""Loading a workflow: read the file, validate its structure, then check it as a whole.
+
+Every problem is reported at once, each located; a mistake in one node or edge is reported once,
+and the rest of the file is still checked around it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from .checks import Known, check_workflow
+from .diagnostics import Diagnostic, WorkflowValidationError, format_path
+from .graph_checks import check_graph
+from .issues import Issue, Loc
+from .schema import Node, WorkflowConfig
+from .source import SourceDocument, SourceError, read_source
+from .state import StateField
+from .structure import structure_issues
+
+__all__ = ["Workflow", "load_workflow", "validate_workflow"]
+
+_MAX_PASSES = 8
+
+
+@dataclass
+class Workflow:
+    """A validated workflow, ready to run.
+
+    Attributes:
+        config: The file's content as models.
+        fields: Every state field: those declared in `state` and those declared implicitly by node
+            outputs and fan-out collect fields.
+        implicit_fields: Names of the implicitly declared fields, in the order they were found.
+        source: The file it was loaded from, if any.
+        warnings: Problems that do not make the workflow invalid.
+    """
+
+    config: WorkflowConfig
+    fields: dict[str, StateField]
+    implicit_fields: tuple[str, ...] = ()
+    source: str | None = None
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The workflow's `flow.name`."""
+        return self.config.flow.name
+
+    @property
+    def nodes(self) -> dict[str, Node]:
+        """Nodes by id, in file order."""
+        return {node.id: node for node in self.config.nodes}
+
+
+def load_workflow(source: str | os.PathLike[str] | Mapping[str, Any]) -> Workflow:
+    """Load and validate a workflow file (YAML, or JSON by extension) or an already parsed mapping.
+
+    Raises:
+        WorkflowValidationError: the workflow has errors; ``diagnostics`` lists them all.
+    """
+    workflow, diagnostics = validate_workflow(source)
+    if workflow is None:
+        raise WorkflowValidationError(diagnostics)
+    return workflow
+
+
+def validate_workflow(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+) -> tuple[Workflow | None, list[Diagnostic]]:
+    """Validate a workflow without raising: the workflow (``None`` if invalid) and every problem."""
+    if isinstance(source, Mapping):
+        document = SourceDocument("<workflow>", dict(source))
+    else:
+        try:
+            document = read_source(source)
+        except SourceError as exc:
+            return None, [exc.diagnostic]
+    if not isinstance(document.data, dict):
+        return None, [_locate(document, Issue((), "a workflow file must be a mapping of keys"))]
+    config, issues, known = _validate_structure(document.data)
+    workflow = None
+    if config is not None:
+        checked = check_workflow(config, known)
+        issues += checked.found.issues
+        if checked.endpoints_ok and not known.incomplete:
+            issues += check_graph(config).issues
+        workflow = Workflow(config, checked.fields, tuple(checked.implicit), document.file)
+    diagnostics = sorted(
+        (_locate(document, issue) for issue in issues),
+        key=lambda d: (d.line or 0, d.column or 0),
+    )
+    if any(d.severity == "error" for d in diagnostics):
+        return None, diagnostics
+    if workflow is not None:
+        workflow.warnings = diagnostics
+    return workflow, diagnostics
+
+
+def _validate_structure(data: dict[str, Any]) -> tuple[WorkflowConfig | None, list[Issue], Known]:
+    """Validate with pydantic; on errors, drop the broken items and validate the rest again so that
+    the whole-file checks can still run on what is sound."""
+    issues: list[Issue] = []
+    known = Known()
+    current = data
+    for _ in range(_MAX_PASSES):
+        try:
+            return WorkflowConfig.model_validate(current), issues, known
+        except ValidationError as exc:
+            found = structure_issues(exc, current, WorkflowConfig)
+        issues += found
+        pruned = _prune(current, [issue.loc for issue in found], known)
+        if pruned is None:
+            break
+        current = pruned
+    return None, issues, known
+
+
+def _prune(data: dict[str, Any], locs: list[Loc], known: Known) -> dict[str, Any] | None:
+    """A copy of ``data`` without the items the errors are in, or ``None`` if nothing sound is left."""
+    data = copy.deepcopy(data)
+    drop_nodes: set[int] = set()
+    drop_edges: set[int] = set()
+    for loc in locs:
+        head = loc[0] if loc else None
+        if head in ("nodes", "edges") and len(loc) >= 2 and isinstance(loc[1], int):
+            (drop_nodes if head == "nodes" else drop_edges).add(loc[1])
+        elif head == "state" and len(loc) >= 3 and loc[1] == "fields":
+            known.fields.add(str(loc[2]))
+            data["state"]["fields"].pop(loc[2], None)
+        elif head == "flow":
+            data["flow"] = {"name": "workflow"}
+        elif head == "config" and len(loc) >= 2:
+            data["config"].pop(loc[1], None)
+        elif head == "schema_version":
+            data["schema_version"] = "1.0"
+        elif len(loc) == 1 and head not in ("nodes", "edges", "flow", "state"):
+            data.pop(head, None)
+        else:
+            return None
+        known.incomplete = True
+    for index in drop_nodes:
+        raw = data["nodes"][index]
+        if isinstance(raw, dict):
+            if isinstance(raw.get("id"), str):
+                known.node_ids.add(raw["id"])
+            outputs = raw.get("outputs")
+            if isinstance(outputs, list):
+                known.fields.update(o for o in outputs if isinstance(o, str))
+    data["nodes"] = [n for i, n in enumerate(data.get("nodes", [])) if i not in drop_nodes]
+    data["edges"] = [e for i, e in enumerate(data.get("edges", [])) if i not in drop_edges]
+    if not data["nodes"] and drop_nodes:
+        return None
+    if not data["edges"] and drop_edges:
+        data["edges"] = [{"from": "START", "to": "END"}]
+    return data
+
+
+def _locate(document: SourceDocument, issue: Issue) -> Diagnostic:
+    position = document.locate(issue.loc, key=issue.at_key)
+    if position and issue.needle:
+        position = document.find(issue.loc, issue.needle) or position
+    line, column = position or (None, None)
+    return Diagnostic(
+        message=issue.message,
+        path=format_path(issue.loc),
+        file=document.file,
+        line=line,
+        column=column,
+        suggestion=issue.suggestion,
+        severity=issue.severity,  # type: ignore[arg-type]
+        code=issue.code,
+    )

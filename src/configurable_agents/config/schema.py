@@ -1,0 +1,326 @@
+"""The workflow language v1.0: the models a workflow file is validated against.
+
+Each model checks what it can see alone; checks that span the whole file (edges naming nodes,
+template placeholders, graph shape ...) live in :mod:`configurable_agents.config.checks`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from ._model import ConfigModel, by_shape
+from .settings import Config, LLMConfig
+from .state import SchemaEntry, StateSchema, parse_type_field
+from .types import TypeExpr, parse_type
+
+__all__ = [
+    "END",
+    "START",
+    "Edge",
+    "Flow",
+    "LoopSpec",
+    "Node",
+    "OutputField",
+    "OutputSchema",
+    "ParallelSpec",
+    "Route",
+    "ToolRef",
+    "WorkflowConfig",
+]
+
+START = "START"
+END = "END"
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _identifier(value: str, what: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise PydanticCustomError(
+            "not_identifier",
+            "{what} must be an identifier (letters, digits and _, not starting with a digit), "
+            "not {value!r}",
+            {"what": what, "value": value},
+        )
+    return value
+
+
+class Flow(ConfigModel):
+    """What the workflow is."""
+
+    name: str
+    """Workflow name; names traces, runs and reports."""
+
+    description: str | None = None
+    """What the workflow does."""
+
+    version: str | None = Field(default=None, coerce_numbers_to_str=True, strict=False)
+    """Version of the workflow, e.g. `1.0.0`."""
+
+    tags: list[str] = []
+    """Labels for finding the workflow's runs."""
+
+
+class OutputField(ConfigModel):
+    """One field of a node's structured output."""
+
+    name: str
+    """Output name; must be listed in the node's `outputs`."""
+
+    type: str
+    """Type of the value, as for state fields."""
+
+    description: str | None = None
+    """What the model should put there; sent to the model with the schema."""
+
+    schema_: dict[str, SchemaEntry] | None = Field(default=None, alias="schema")
+    """Fields of an `object` type, nested to any depth."""
+
+    @field_validator("type")
+    @classmethod
+    def _parse_type(cls, value: str) -> str:
+        parse_type_field(value)
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _identifier(value, "an output name")
+
+    @property
+    def type_expr(self) -> TypeExpr:
+        """The parsed ``type``."""
+        return parse_type(self.type)
+
+
+class OutputSchema(ConfigModel):
+    """Shape of a node's structured output: an object with named fields, or one simple type whose
+    value goes to the node's single output."""
+
+    type: str = "object"
+    """`object` with `fields`, or a simple type such as `str` or `list[str]`."""
+
+    fields: list[OutputField] | None = None
+    """The object's fields (only with `type: object`)."""
+
+    description: str | None = None
+    """What the output holds."""
+
+    @field_validator("type")
+    @classmethod
+    def _parse_type(cls, value: str) -> str:
+        parse_type_field(value)
+        return value
+
+    @model_validator(mode="after")
+    def _fields_match_type(self) -> OutputSchema:
+        if self.type == "object" and not self.fields:
+            raise PydanticCustomError(
+                "missing_fields", "an `object` output_schema needs `fields`"
+            )
+        if self.type != "object" and self.fields is not None:
+            raise PydanticCustomError(
+                "unexpected_fields", "`fields` is only allowed with `type: object`"
+            )
+        return self
+
+
+class ToolRef(ConfigModel):
+    """A tool a node may call, with its settings."""
+
+    name: str
+    """Built-in tool name (`web_search`, `http_get`, `read_file`, `write_file`, `calculator`
+    ...) or a custom tool as `module:function`."""
+
+    config: dict[str, Any] = {}
+    """Settings passed to the tool."""
+
+    on_error: Literal["continue", "fail"] = "fail"
+    """`fail` stops the node when the tool fails; `continue` hands the error to the model."""
+
+
+ToolEntry = by_shape("expected a tool name or a tool mapping", text=str, mapping=ToolRef)
+
+
+class Node(ConfigModel):
+    """A step of the workflow: a prompt sent to a model, whose structured reply is written to
+    state."""
+
+    id: str
+    """Unique identifier, used by edges."""
+
+    description: str | None = None
+    """What the node does."""
+
+    prompt: str
+    """Prompt template: `{field}`, `{state.field}`, `{state.obj.sub}` and `inputs` names are
+    replaced; `{{` and `}}` are literal braces."""
+
+    inputs: dict[str, str] = {}
+    """Local name -> template, usable as `{name}` in the prompt."""
+
+    outputs: list[str] = Field(min_length=1)
+    """State fields the node writes."""
+
+    output_schema: OutputSchema | None = None
+    """Type of the outputs. Without it, each output has the type its state field declares
+    (`str` for undeclared ones)."""
+
+    tools: list[ToolEntry] = []
+    """Tools the model may call before it answers."""
+
+    llm: LLMConfig | None = None
+    """Overrides of `config.llm` for this node, field by field."""
+
+    max_retries: int | None = Field(default=None, ge=0)
+    """Overrides `config.execution.max_retries` for this node."""
+
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds one model call of this node may take; overrides `config.llm.timeout`."""
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if value in (START, END):
+            raise PydanticCustomError(
+                "reserved_id", "{value!r} is reserved for edges; choose another node id", {"value": value}
+            )
+        return _identifier(value, "a node id")
+
+    @property
+    def tool_refs(self) -> list[ToolRef]:
+        """``tools`` with bare names turned into :class:`ToolRef`."""
+        return [ToolRef(name=t) if isinstance(t, str) else t for t in self.tools]
+
+
+class ConditionLogic(ConfigModel):
+    """The older way of writing a route condition: `{logic: "<expression>"}`."""
+
+    logic: str
+    """The condition expression, or `default`."""
+
+
+class Route(ConfigModel):
+    """One branch of a conditional edge."""
+
+    condition: by_shape(  # type: ignore[valid-type]
+        "expected an expression string or {logic: ...}", text=str, mapping=ConditionLogic
+    )
+    """Expression over state (`state.score >= 7 and not state.done`), or `default` for the
+    fallback branch. `{logic: ...}` is also accepted."""
+
+    to: str
+    """Node (or `END`) to go to when the condition holds."""
+
+    @property
+    def expression(self) -> str:
+        """The condition as a string, whichever way it was written."""
+        return self.condition.logic if isinstance(self.condition, ConditionLogic) else self.condition
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this is the fallback branch."""
+        return self.expression.strip() == "default"
+
+
+class LoopSpec(ConfigModel):
+    """Run the edge's `from` node again until a bool field is true or the cap is hit."""
+
+    condition_field: str
+    """Bool state field; the loop exits when it is true."""
+
+    max_iterations: int = Field(default=10, ge=1)
+    """Most times the node runs; the loop exits after that many, whatever the field says."""
+
+    exit_to: str = END
+    """Node (or `END`) to go to when the loop exits."""
+
+
+class ParallelSpec(ConfigModel):
+    """Run a node once per item of a list (fan-out) and collect the results (fan-in)."""
+
+    items_field: str
+    """List state field to iterate over."""
+
+    target_node: str
+    """Node to run per item; its templates see `{item}` and `{item_index}`. Its own outgoing
+    edge continues once every item is done."""
+
+    collect_field: str
+    """List state field that receives the target's single output from each item, in item order."""
+
+
+class Edge(ConfigModel):
+    """A transition out of a node: exactly one of `to`, `routes`, `loop` or `parallel`."""
+
+    from_: str = Field(alias="from")
+    """Node the edge leaves, or `START`."""
+
+    to: by_shape("expected a node id or a list of node ids", text=str, list=list[str]) | None = None  # type: ignore[valid-type]
+    """Next node, `END`, or a list of nodes that then run concurrently."""
+
+    routes: list[Route] | None = Field(default=None, min_length=1)
+    """Branches tried in order; exactly one must be the `default`."""
+
+    loop: LoopSpec | None = None
+    """Repeat the `from` node."""
+
+    parallel: ParallelSpec | None = None
+    """Fan out over a list."""
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Edge:
+        given = [k for k in ("to", "routes", "loop", "parallel") if getattr(self, k) is not None]
+        if len(given) != 1:
+            detail = "none is given" if not given else f"got {' and '.join(given)}"
+            raise PydanticCustomError(
+                "edge_kind", "an edge needs exactly one of to, routes, loop or parallel; {d}", {"d": detail}
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["to", "routes", "loop", "parallel"]:
+        """Which kind of edge this is."""
+        if self.routes is not None:
+            return "routes"
+        if self.loop is not None:
+            return "loop"
+        if self.parallel is not None:
+            return "parallel"
+        return "to"
+
+    @property
+    def targets(self) -> list[str]:
+        """Every node (or `END`) the edge may lead to."""
+        if self.routes is not None:
+            return [route.to for route in self.routes]
+        if self.loop is not None:
+            return [self.from_, self.loop.exit_to]
+        if self.parallel is not None:
+            return [self.parallel.target_node]
+        return [self.to] if isinstance(self.to, str) else list(self.to or [])
+
+
+class WorkflowConfig(ConfigModel):
+    """A workflow file."""
+
+    schema_version: Literal["1.0"]
+    """Version of the workflow language; `"1.0"`."""
+
+    flow: Flow
+    """Name and description of the workflow."""
+
+    state: StateSchema = StateSchema()
+    """Typed fields the nodes read and write."""
+
+    nodes: list[Node] = Field(min_length=1)
+    """The steps."""
+
+    edges: list[Edge] = Field(min_length=1)
+    """How control passes between nodes, from `START` to `END`."""
+
+    config: Config = Config()
+    """Models, limits, tools and observability."""

@@ -1,0 +1,196 @@
+"""The ``config`` section: model defaults, execution limits, tools and observability."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ._model import ConfigModel
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_PROVIDER",
+    "PROVIDERS",
+    "Config",
+    "ExecutionConfig",
+    "LLMConfig",
+    "MlflowConfig",
+    "ObservabilityConfig",
+    "OpenTelemetryConfig",
+    "PrometheusConfig",
+    "ToolsConfig",
+]
+
+Provider = Literal["google", "openai", "anthropic", "ollama", "mock"]
+PROVIDERS: tuple[str, ...] = Provider.__args__
+"""Every LLM provider a workflow may name."""
+
+DEFAULT_PROVIDER = "google"
+DEFAULT_MODEL = "gemini-2.5-flash-lite"
+
+
+class LLMConfig(ConfigModel):
+    """Model settings. Under `config.llm` they apply to every node; under a node's `llm` they
+    override the workflow's settings field by field. Unset fields inherit."""
+
+    provider: Provider | None = None
+    """LLM provider: `google`, `openai`, `anthropic`, `ollama`, or the offline `mock`.
+    Default: `google`."""
+
+    model: str | None = None
+    """Model name as the provider spells it. Default: `gemini-2.5-flash-lite`."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    """Sampling temperature, 0 to 2. Default: the provider's."""
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Most tokens the model may generate per call. Default: the provider's."""
+
+    api_base: str | None = None
+    """Base URL of the provider's API, for OpenAI-compatible servers (vLLM, LM Studio, a proxy)
+    or a remote Ollama."""
+
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds one model call may take before it is abandoned and retried. Default: 60."""
+
+
+class ExecutionConfig(ConfigModel):
+    """Limits on a whole run."""
+
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds the whole run may take; the run then stops with status `timeout`. Default: no
+    limit."""
+
+    max_retries: int = Field(default=3, ge=0)
+    """Retries of a model call after a transient error or an invalid structured reply; a node's
+    `max_retries` overrides it."""
+
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """Budget in US dollars; no model call starts once it would be exceeded (status
+    `budget_exceeded`)."""
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Budget in tokens (input plus output) for the whole run."""
+
+    max_concurrency: int = Field(default=8, ge=1)
+    """Most model calls in flight at once, e.g. across the items of a fan-out."""
+
+    recursion_limit: int = Field(default=100, ge=1)
+    """Most node executions in one run, loops included; a guard against runaway graphs."""
+
+
+class ToolsConfig(ConfigModel):
+    """Settings shared by the tools nodes use."""
+
+    allowed_modules: list[str] = []
+    """Python modules custom tools (`module:function`) may be imported from. A custom tool from
+    any other module is an error."""
+
+
+class MlflowConfig(ConfigModel):
+    """Tracing and run tracking in MLflow."""
+
+    enabled: bool = False
+    """Record every run in MLflow."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    """MLflow store: `sqlite:///...`, `http(s)://...`, `postgresql://...`, or `file://...` from
+    older configs. When this key is absent, `MLFLOW_TRACKING_URI` wins over the default."""
+
+    experiment_name: str = "configurable_agents"
+    """Experiment that runs and traces are recorded under."""
+
+    run_name: str | None = None
+    """Template for the MLflow run name, with `{workflow_name}`, `{workflow_version}`,
+    `{timestamp}` and `{run_id}`. Default: `{workflow_name}-{timestamp}`."""
+
+    autolog_enabled: bool = False
+    """Also record LangChain's own spans (`mlflow.langchain.autolog()`), nested under node spans."""
+
+    async_logging: bool = True
+    """Write traces in the background so that runs never wait on the store."""
+
+    log_prompts: bool = True
+    """Record rendered prompts and model replies on spans."""
+
+    log_artifacts: bool = True
+    """Attach artifacts (`cost_summary.json` and more, see `artifact_level`) to each MLflow run."""
+
+    artifact_level: Literal["minimal", "standard", "full"] = "standard"
+    """`minimal`: cost summary; `standard`: plus node outputs; `full`: plus prompts and raw
+    replies."""
+
+    tags: dict[str, str] = {}
+    """Tags added to every run and trace."""
+
+    redact_pii: bool = False
+    """Mask e-mail addresses, phone and card numbers, IBANs, SSNs and secrets before recording."""
+
+    retention_days: int | None = Field(default=None, ge=1)
+    """Delete runs and traces older than this many days when pruning. Default: keep forever."""
+
+
+class OpenTelemetryConfig(ConfigModel):
+    """Export of the same spans by OTLP, alongside MLflow."""
+
+    enabled: bool = False
+    """Export spans by OTLP."""
+
+    endpoint: str | None = None
+    """OTLP endpoint. Default: `OTEL_EXPORTER_OTLP_ENDPOINT`, else `http://localhost:4318`
+    (http) or `http://localhost:4317` (grpc)."""
+
+    protocol: Literal["grpc", "http"] = "http"
+    """OTLP transport: `http` (protobuf over HTTP) or `grpc`."""
+
+    headers: dict[str, str] = {}
+    """Headers sent with every export, e.g. an API key for a hosted collector."""
+
+    service_name: str = "configurable-agents"
+    """`service.name` resource attribute."""
+
+    sampling_rate: float = Field(default=1.0, ge=0, le=1)
+    """Fraction of runs exported, 0 to 1."""
+
+
+class PrometheusConfig(ConfigModel):
+    """Prometheus metrics for `run` and `batch` (the server always serves `/metrics`)."""
+
+    enabled: bool = False
+    """Serve metrics over HTTP while workflows run."""
+
+    port: int = Field(default=9464, ge=1, le=65535)
+    """Port of the metrics endpoint."""
+
+    path: str = "/metrics"
+    """Path of the metrics endpoint."""
+
+
+class ObservabilityConfig(ConfigModel):
+    """Where runs are traced, costed and measured."""
+
+    mlflow: MlflowConfig = MlflowConfig()
+    """MLflow tracing and run tracking."""
+
+    opentelemetry: OpenTelemetryConfig = OpenTelemetryConfig()
+    """OTLP span export."""
+
+    prometheus: PrometheusConfig = PrometheusConfig()
+    """Prometheus metrics."""
+
+
+class Config(ConfigModel):
+    """Workflow-wide settings."""
+
+    llm: LLMConfig = LLMConfig()
+    """Default model settings for every node."""
+
+    execution: ExecutionConfig = ExecutionConfig()
+    """Timeouts, retries, budgets and concurrency."""
+
+    tools: ToolsConfig = ToolsConfig()
+    """Tool settings."""
+
+    observability: ObservabilityConfig = ObservabilityConfig()
+    """MLflow, OpenTelemetry and Prometheus."""

@@ -1,0 +1,164 @@
+"""State fields: the typed variables a workflow reads and writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from ._model import ConfigModel, by_shape
+from .diagnostics import closest
+from .types import TYPE_NAMES, TypeExpr, TypeSyntaxError, parse_type
+
+__all__ = ["StateField", "StateSchema", "check_value", "parse_type_field"]
+
+
+def parse_type_field(value: str) -> TypeExpr:
+    """Parse a ``type`` key, raising a pydantic error with a suggestion for a misspelt name."""
+    try:
+        return parse_type(value)
+    except TypeSyntaxError as exc:
+        head = value.split("[", 1)[0].strip()
+        suggestion = closest(head, TYPE_NAMES) if head not in TYPE_NAMES else None
+        raise PydanticCustomError(
+            "unknown_type", str(exc), {"suggestion": suggestion} if suggestion else None
+        ) from None
+
+
+class StateField(ConfigModel):
+    """A typed state field, or a field of an ``object`` schema.
+
+    In a ``schema`` mapping, an entry may be written as a bare type string (``age: int``).
+    """
+
+    type: str
+    """Type of the value: `str`, `int`, `float`, `bool`, `list`, `dict`, `list[T]`,
+    `dict[K, V]` or `object` (which needs `schema`)."""
+
+    required: bool = False
+    """Whether a value must be supplied as a workflow input. A required field has no default."""
+
+    description: str | None = None
+    """What the field holds; shown to the model for structured outputs."""
+
+    schema_: dict[str, SchemaEntry] | None = Field(
+        default=None, alias="schema", validate_default=True
+    )
+    """Fields of an `object` type (also the items of `list[object]`), each a type string or a
+    full field, nested to any depth."""
+
+    default: Any = None
+    """Value the field holds before anything writes it. Must be of the field's type."""
+
+    _type: TypeExpr = PrivateAttr()
+
+    @field_validator("type")
+    @classmethod
+    def _parse_type(cls, value: str) -> str:
+        parse_type_field(value)
+        return value
+
+    @field_validator("default")
+    @classmethod
+    def _check_default(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        if info.data.get("required"):
+            raise PydanticCustomError(
+                "required_with_default",
+                "a required field cannot have a default; remove `default` or `required: true`",
+            )
+        if "type" in info.data and "schema_" in info.data:
+            problem = _check(parse_type(info.data["type"]), info.data["schema_"], value)
+            if problem:
+                raise PydanticCustomError(
+                    "bad_default", "default does not match the type: {problem}", {"problem": problem}
+                )
+        return value
+
+    @field_validator("schema_")
+    @classmethod
+    def _check_schema(cls, value: dict[str, StateField] | None, info: ValidationInfo) -> Any:
+        type_text = info.data.get("type")
+        if type_text is None:
+            return value
+        has_object = parse_type(type_text).contains_object()
+        if has_object and not value:
+            raise PydanticCustomError(
+                "missing_schema",
+                "type {type} needs a `schema` listing its fields (use `dict` for free-form data)",
+                {"type": type_text},
+            )
+        if value and not has_object:
+            raise PydanticCustomError(
+                "unexpected_schema",
+                "`schema` is only allowed on `object` types, not {type}",
+                {"type": type_text},
+            )
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._type = parse_type(self.type)
+
+    @property
+    def type_expr(self) -> TypeExpr:
+        """The parsed ``type``."""
+        return self._type
+
+
+SchemaEntry = by_shape(
+    "expected a type string or a field mapping",
+    text=str,
+    mapping=StateField,
+)
+
+
+def field_spec(entry: str | StateField) -> StateField:
+    """A schema entry as a full field (a bare type string becomes ``{type: ...}``)."""
+    return StateField(type=entry) if isinstance(entry, str) else entry
+
+
+def check_value(spec: StateField, value: Any) -> str | None:
+    """Why ``value`` does not fit the field (type and, for objects, schema), or ``None``."""
+    return _check(spec.type_expr, spec.schema_, value)
+
+
+def _check(expr: TypeExpr, schema: dict[str, Any] | None, value: Any) -> str | None:
+    problem = expr.check(value)
+    if problem or value is None:
+        return problem
+    if expr.kind == "object" and schema:
+        unknown = sorted(set(value) - set(schema))
+        if unknown:
+            return f"unknown key {unknown[0]!r}"
+        for name, entry in schema.items():
+            sub = field_spec(entry)
+            if name not in value:
+                continue
+            problem = _check(sub.type_expr, sub.schema_, value[name])
+            if problem:
+                return f"{name}: {problem}"
+        return None
+    if expr.kind == "list":
+        for index, item in enumerate(value):
+            problem = _check(expr.item, schema, item)
+            if problem:
+                return f"item {index}: {problem}"
+    if expr.kind == "dict" and expr.args:
+        for key, item in value.items():
+            problem = _check(expr.value, schema, item)
+            if problem:
+                return f"key {key!r}: {problem}"
+    return None
+
+
+class StateSchema(ConfigModel):
+    """The workflow's state: every field its nodes read or write."""
+
+    fields: dict[str, StateField] = {}
+    """Field name -> field. Node outputs missing here are declared implicitly with the type their
+    `output_schema` gives."""
+
+
+StateField.model_rebuild()

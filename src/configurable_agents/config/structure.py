@@ -1,0 +1,130 @@
+"""Turning pydantic's validation errors into config-path issues, one per mistake."""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .diagnostics import closest
+from .issues import Issue, Loc
+
+__all__ = ["structure_issues"]
+
+_LEAF_TYPES = {"missing", "extra_forbidden"}
+_SHAPE_TAGS = {"text", "mapping", "list"}  # branch names given by ``by_shape``
+
+
+def structure_issues(error: ValidationError, data: Any, root: type[BaseModel]) -> list[Issue]:
+    """One issue per distinct config path, with pydantic's union branch names removed."""
+    issues: dict[Loc, Issue] = {}
+    for err in error.errors(include_url=False):
+        loc = _data_path(data, err["loc"], err["type"])
+        if loc in issues:
+            continue
+        issues[loc] = _issue(err, loc, root)
+    return list(issues.values())
+
+
+def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> Loc:
+    """Keep the parts of a pydantic ``loc`` that exist in the data (plus a missing or unknown key)."""
+    path: list[str | int] = []
+    current = data
+    for position, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        elif position == len(loc) - 1 and kind in _LEAF_TYPES:
+            pass
+        else:
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+def _issue(err: dict[str, Any], loc: Loc, root: type[BaseModel]) -> Issue:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        model = _model_at(root, err["loc"][:-1])
+        options = _keys(model) if model else []
+        return Issue(
+            loc,
+            f"unknown key {loc[-1]!r}" + (f"; expected one of {', '.join(options)}" if options else ""),
+            suggestion=closest(str(loc[-1]), options),
+            at_key=True,
+            code="unknown_key",
+        )
+    if kind == "missing":
+        return Issue(loc, f"missing required key {loc[-1]!r}", code="missing_key")
+    if kind == "literal_error":
+        expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        given = err.get("input")
+        return Issue(
+            loc,
+            f"unknown value {given!r}; expected {ctx.get('expected')}",
+            suggestion=closest(str(given), expected),
+            code="unknown_value",
+        )
+    message = str(err["msg"])
+    message = message.removeprefix("Value error, ")
+    if kind.endswith("_type") and "input" in err:
+        message += f", got {_describe(err['input'])}"
+    return Issue(loc, message[:1].lower() + message[1:], suggestion=ctx.get("suggestion"), code=kind)
+
+
+def _describe(value: Any) -> str:
+    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+             list: "a list", dict: "a mapping", type(None): "nothing"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that validates the mapping at ``loc`` (pydantic's own loc)."""
+    current: Any = root
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return None
+    current = _unwrap(current)
+    candidates = [c for c in _union_args(current) if _is_model(c)]
+    return candidates[0] if candidates else None
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _union_args(tp: Any) -> list[Any]:
+    tp = _unwrap(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return [member for arg in typing.get_args(tp) for member in _union_args(arg)]
+    return [tp]
+
+
+def _step(tp: Any, part: Any) -> Any:
+    for option in _union_args(tp):
+        if _is_model(option):
+            for name, info in option.model_fields.items():
+                if part in (name, info.alias):
+                    return info.annotation
+        origin = typing.get_origin(option)
+        if origin is list and isinstance(part, int):
+            return typing.get_args(option)[0]
+        if origin is dict and isinstance(part, str):
+            return typing.get_args(option)[1]
+    return tp if part in _SHAPE_TAGS else None

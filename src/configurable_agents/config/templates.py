@@ -1,0 +1,132 @@
+"""Prompt templates: ``{field}``, ``{state.field}``, ``{state.obj.sub}``; ``{{`` and ``}}`` are braces.
+
+A template is data, not code: a placeholder is a dotted path of identifiers and nothing else, so no
+attribute access, indexing or call can run. Lists and objects render as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Placeholder",
+    "TemplateError",
+    "parse_template",
+    "render_template",
+    "resolve",
+    "to_text",
+]
+
+_PATH = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*")
+
+
+class TemplateError(ValueError):
+    """A malformed template; ``offset`` is where in the template the problem starts."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """A ``{dotted.path}`` in a template, with its character offset."""
+
+    path: tuple[str, ...]
+    offset: int
+
+    @property
+    def text(self) -> str:
+        """The path as written, without braces."""
+        return ".".join(self.path)
+
+
+def parse_template(template: str) -> list[str | Placeholder]:
+    """Split a template into literal text and placeholders.
+
+    Raises:
+        TemplateError: an unclosed ``{``, a lone ``}``, or a placeholder that is not a dotted path.
+    """
+    parts: list[str | Placeholder] = []
+    literal: list[str] = []
+    i, n = 0, len(template)
+    while i < n:
+        char = template[i]
+        if char in "{}" and template.startswith(char * 2, i):
+            literal.append(char)
+            i += 2
+            continue
+        if char == "}":
+            raise TemplateError("single '}' in template; write '}}' for a literal brace", i)
+        if char != "{":
+            literal.append(char)
+            i += 1
+            continue
+        end = template.find("}", i)
+        if end < 0:
+            raise TemplateError("'{' is never closed; write '{{' for a literal brace", i)
+        inner = template[i + 1 : end]
+        match = _PATH.fullmatch(inner)
+        if not match:
+            raise TemplateError(
+                f"invalid placeholder {{{inner}}}: only field names and dotted paths such as "
+                "{state.topic} are allowed; write '{{' and '}}' for literal braces",
+                i,
+            )
+        if literal:
+            parts.append("".join(literal))
+            literal = []
+        parts.append(Placeholder(tuple(match.group(1).split(".")), i))
+        i = end + 1
+    if literal:
+        parts.append("".join(literal))
+    return parts
+
+
+def to_text(value: Any) -> str:
+    """Render a value for a prompt: strings as they are, ``None`` as empty, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def render_template(template: str, values: Mapping[str, Any]) -> str:
+    """Fill a template from ``values``; ``{state.x}`` and ``{x}`` both look up ``x``.
+
+    Raises:
+        TemplateError: the template is malformed.
+        KeyError: a placeholder names no value (validation prevents this for loaded workflows).
+    """
+    out: list[str] = []
+    for part in parse_template(template):
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        out.append(to_text(resolve(part.path, values)))
+    return "".join(out)
+
+
+def resolve(path: tuple[str, ...], values: Mapping[str, Any]) -> Any:
+    """Follow a dotted path through mappings (and pydantic models)."""
+    if path[0] == "state" and len(path) > 1 and "state" not in values:
+        path = path[1:]
+    value: Any = values[path[0]]
+    for name in path[1:]:
+        if value is None:
+            return None
+        if isinstance(value, Mapping):
+            value = value.get(name)
+        else:
+            declared = getattr(type(value), "model_fields", {})
+            value = getattr(value, name) if name in declared else None
+    return value
