@@ -145,6 +145,7 @@ class _Checker:
             if guess:
                 matched.add(guess)
             k = node.outputs.index(name)
+            self.known.fields.add(name)
             self.add(
                 (*base, "outputs", k),
                 f"output {name!r} has no field in output_schema.fields",

@@ -147,7 +147,9 @@ def _parse_json(text: str, name: str) -> SourceDocument:
     try:
         data = json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as exc:
-        raise _fail(name, f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+        before = text[: exc.pos].rstrip()
+        problem = "trailing comma" if before.endswith(",") and text[exc.pos : exc.pos + 1] in "}]" else exc.msg
+        raise _fail(name, f"invalid JSON: {problem}", exc.lineno, exc.colno) from None
     except RecursionError:
         raise _fail(name, f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
     document = SourceDocument(name, data, text)

@@ -26,7 +26,10 @@ def structure_issues(error: ValidationError, data: Any, root: type[BaseModel]) -
         if loc in issues:
             continue
         issues[loc] = _issue(err, loc, root)
-    return list(issues.values())
+    # A misspelt key is one mistake: report the unknown key with its suggestion, not also the
+    # required key it was meant to be.
+    meant = {(*i.loc[:-1], i.suggestion) for i in issues.values() if i.code == "unknown_key"}
+    return [i for loc, i in issues.items() if not (i.code == "missing_key" and loc in meant)]
 
 
 def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> Loc:
@@ -64,6 +67,8 @@ def _issue(err: dict[str, Any], loc: Loc, root: type[BaseModel]) -> Issue:
     if kind == "literal_error":
         expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         given = err.get("input")
+        if not isinstance(given, str) and str(given) in expected:
+            return Issue(loc, f"must be the string '{given}': put it in quotes", code="unknown_value")
         return Issue(
             loc,
             f"unknown value {given!r}; expected {ctx.get('expected')}",
@@ -72,7 +77,7 @@ def _issue(err: dict[str, Any], loc: Loc, root: type[BaseModel]) -> Issue:
         )
     message = str(err["msg"])
     message = message.removeprefix("Value error, ")
-    if kind.endswith("_type") and "input" in err:
+    if message.startswith("Input should be") and "input" in err:
         message += f", got {_describe(err['input'])}"
     return Issue(loc, message[:1].lower() + message[1:], suggestion=ctx.get("suggestion"), code=kind)
 

@@ -1,0 +1,5 @@
+"""``python -m configurable_agents``."""
+
+from .cli import main
+
+main()
