@@ -1,17 +1,25 @@
 """configurable-agents: declare an LLM workflow in one YAML file; validate, run, serve and deploy it.
 
-The package's top level stays light: importing it loads no LLM, graph or tracking library.
+The top level is lazy: ``import configurable_agents`` loads nothing until a name is used, so the
+command line starts fast, and no LLM, graph or tracking library is imported by validation.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .config import (
-    Diagnostic,
-    Workflow,
-    WorkflowConfig,
-    WorkflowValidationError,
-    load_workflow,
-    validate_workflow,
-)
+
+if TYPE_CHECKING:
+    from .config import (
+        Diagnostic,
+        Workflow,
+        WorkflowConfig,
+        WorkflowValidationError,
+        load_workflow,
+        validate_workflow,
+    )
 
 __all__ = [
     "Diagnostic",
@@ -22,3 +30,17 @@ __all__ = [
     "load_workflow",
     "validate_workflow",
 ]
+
+_HOMES = {name: ".config" for name in __all__ if name != "__version__"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

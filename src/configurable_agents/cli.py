@@ -98,20 +98,26 @@ def _print_result(name: str, workflow: object, diagnostics: list, verbose: bool)
         typer.echo(diagnostic.format())
     errors = sum(d.severity == "error" for d in diagnostics)
     if workflow is None:
-        typer.echo(f"✗ {name}: {errors} error{'s' if errors != 1 else ''}")
+        typer.echo(f"✗ {name}: {_count(errors, 'error')}")
         return
     config = workflow.config  # type: ignore[attr-defined]
-    typer.echo(f"✓ {name}: valid ({len(config.nodes)} nodes, {len(config.edges)} edges)")
+    typer.echo(
+        f"✓ {name}: valid ({_count(len(config.nodes), 'node')}, {_count(len(config.edges), 'edge')})"
+    )
     if verbose:
         typer.echo("  state fields:")
         for field_name, spec in workflow.fields.items():  # type: ignore[attr-defined]
             implicit = field_name in workflow.implicit_fields  # type: ignore[attr-defined]
-            flags = " (implicit, from node outputs)" if implicit else ""
+            flags = " (declared implicitly)" if implicit else ""
             flags += " (required input)" if spec.required else ""
             typer.echo(f"    {field_name}: {spec.type}{flags}")
         typer.echo("  nodes:")
         for node in config.nodes:
             typer.echo(f"    {node.id} -> {', '.join(node.outputs)}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @app.command()

@@ -12,7 +12,7 @@ from .conditions import Comparison, ConditionError, Literal, Path, parse_conditi
 from .diagnostics import closest
 from .issues import Found, Loc
 from .schema import END, IDENTIFIER, START, Node, WorkflowConfig
-from .state import StateField, field_spec
+from .state import StateField, field_spec, schema_mismatch
 from .templates import TemplateError, parse_template
 from .types import ANY, TypeExpr
 
@@ -184,12 +184,15 @@ class _Checker:
                 self.fields[name] = spec
                 self.implicit.append(name)
                 self.writer[name] = node.id
-            elif not target.type_expr.accepts(spec.type_expr):
+            else:
+                problem = schema_mismatch(target, spec)
+                if problem is None:
+                    continue
                 if name in self.writer:
-                    where = f"node {self.writer[name]!r} writes it as {target.type}"
+                    where = f"as node {self.writer[name]!r} writes it"
                 else:
-                    where = f"state field {name!r} is {target.type}"
-                self.add(loc, f"output {name!r} is {spec.type} but {where}", code="type_mismatch")
+                    where = f"as state field {name!r} declares it"
+                self.add(loc, f"output {name!r} {problem} {where}", code="type_mismatch")
 
     def _parallel_collect_fields(self) -> None:
         nodes = {node.id: node for node in self.config.nodes}

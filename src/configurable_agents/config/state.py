@@ -11,7 +11,14 @@ from ._model import ConfigModel, by_shape
 from .diagnostics import closest
 from .types import TYPE_NAMES, TypeExpr, TypeSyntaxError, parse_type
 
-__all__ = ["StateField", "StateSchema", "check_value", "parse_type_field"]
+__all__ = [
+    "StateField",
+    "StateSchema",
+    "check_value",
+    "field_spec",
+    "parse_type_field",
+    "schema_mismatch",
+]
 
 
 def parse_type_field(value: str) -> TypeExpr:
@@ -151,6 +158,23 @@ def _check(expr: TypeExpr, schema: dict[str, Any] | None, value: Any) -> str | N
             if problem:
                 return f"key {key!r}: {problem}"
     return None
+
+
+def schema_mismatch(target: StateField, written: StateField) -> str | None:
+    """Why values of ``written`` cannot be stored in ``target`` (types, and object fields), or
+    ``None`` when they can."""
+    if not target.type_expr.accepts(written.type_expr):
+        return f"is {written.type}, not {target.type}"
+    if not (target.schema_ and written.schema_):
+        return None
+    for name, entry in written.schema_.items():
+        if name not in target.schema_:
+            return f"has field {name!r}, which the declared object lacks"
+        problem = schema_mismatch(field_spec(target.schema_[name]), field_spec(entry))
+        if problem:
+            return f"field {name!r} {problem}"
+    missing = sorted(set(target.schema_) - set(written.schema_))
+    return f"lacks field {missing[0]!r} of the declared object" if missing else None
 
 
 class StateSchema(ConfigModel):

@@ -135,6 +135,8 @@ def parse_type(text: str) -> TypeExpr:
 
 def _parse(tokens: list[str], text: str) -> tuple[TypeExpr, list[str]]:
     name, rest = tokens[0], tokens[1:]
+    if name in "[],":
+        raise TypeSyntaxError(f"expected a type name in {text!r}, found {name!r}")
     if name not in TYPE_NAMES:
         raise TypeSyntaxError(f"unknown type {name!r}")
     if not rest or rest[0] != "[":
