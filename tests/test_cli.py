@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from configurable_agents.cli import app
 from configurable_agents.config.reference import json_schema_text, markdown_reference
@@ -86,7 +86,8 @@ def test_verbose_lists_implicit_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["validate"], ["validate", "--format", "xml", "x.yaml"], ["nope"], ["validate", "--bad"]]
+    "args",
+    [["validate"], ["validate", "--format", "xml", "x.yaml"], ["nope"], ["validate", "--bad"]],
 )
 def test_usage_errors_exit_2(args: list[str]) -> None:
     assert runner.invoke(app, args).exit_code == 2
@@ -107,8 +108,18 @@ def test_published_schema_and_reference_are_not_stale() -> None:
 
 def test_reference_documents_every_key() -> None:
     reference = markdown_reference()
-    for key in ("condition_field", "collect_field", "max_cost_usd", "redact_pii", "sampling_rate",
-                "artifact_level", "allowed_modules", "api_base", "schema_version", "on_error"):
+    for key in (
+        "condition_field",
+        "collect_field",
+        "max_cost_usd",
+        "redact_pii",
+        "sampling_rate",
+        "artifact_level",
+        "allowed_modules",
+        "api_base",
+        "schema_version",
+        "on_error",
+    ):
         assert f"| `{key}` |" in reference
 
 

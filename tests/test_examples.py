@@ -79,6 +79,8 @@ def test_loading_from_a_mapping_and_json_gives_the_same_workflow(tmp_path: Path)
     path.write_text(json.dumps(data, indent=2))
     from_json = load_workflow(path)
     from_mapping = load_workflow(data)
-    assert from_json.config == from_mapping.config == load_workflow(
-        ROOT / "examples" / "article_writer.yaml"
-    ).config
+    assert (
+        from_json.config
+        == from_mapping.config
+        == load_workflow(ROOT / "examples" / "article_writer.yaml").config
+    )

@@ -1,4 +1,4 @@
-"""`validate`, `schema`, `graph` and `--help` stay fast: they import no LLM, graph or MLflow code."""
+"""`validate`, `schema`, `graph` and `--help` stay fast: no LLM, graph or MLflow import."""
 
 from __future__ import annotations
 
@@ -41,5 +41,7 @@ def test_light_commands_import_nothing_heavy(args: list[str]) -> None:
 
 def test_package_import_is_lazy() -> None:
     code = "import sys, configurable_agents; print('pydantic' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"

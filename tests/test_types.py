@@ -8,8 +8,20 @@ from configurable_agents.config.types import TypeSyntaxError, parse_type
 
 
 @pytest.mark.parametrize(
-    "text", ["str", "int", "float", "bool", "list", "dict", "object", "list[int]",
-             "dict[str, int]", "list[dict[str, list[float]]]", "dict[int, object]"],
+    "text",
+    [
+        "str",
+        "int",
+        "float",
+        "bool",
+        "list",
+        "dict",
+        "object",
+        "list[int]",
+        "dict[str, int]",
+        "list[dict[str, list[float]]]",
+        "dict[int, object]",
+    ],
 )
 def test_round_trips(text: str) -> None:
     assert str(parse_type(text)) == text

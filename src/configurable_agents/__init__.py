@@ -1,4 +1,4 @@
-"""configurable-agents: declare an LLM workflow in one YAML file; validate, run, serve and deploy it.
+"""configurable-agents: declare an LLM workflow in one YAML file; validate, run, serve it.
 
 The top level is lazy: ``import configurable_agents`` loads nothing until a name is used, so the
 command line starts fast, and no LLM, graph or tracking library is imported by validation.

@@ -308,7 +308,9 @@ class _Checker:
             loc: Loc = ("nodes", index, "tools", k)
             if ":" in ref.name:
                 module, _, function = ref.name.partition(":")
-                if not (IDENTIFIER.match(function) and all(map(IDENTIFIER.match, module.split(".")))):
+                if not (
+                    IDENTIFIER.match(function) and all(map(IDENTIFIER.match, module.split(".")))
+                ):
                     self.add(loc, f"custom tool {ref.name!r} must be written module:function")
                 elif not any(module == m or module.startswith(m + ".") for m in allowed):
                     self.add(
@@ -378,7 +380,9 @@ class _Checker:
                 "is always taken",
             )
         elif len(defaults) > 1:
-            self.add((*loc, "routes", defaults[1], "condition"), "only one route may be the default")
+            self.add(
+                (*loc, "routes", defaults[1], "condition"), "only one route may be the default"
+            )
         elif defaults[0] != len(routes) - 1:
             self.add(
                 (*loc, "routes", defaults[0] + 1),
@@ -398,7 +402,9 @@ class _Checker:
         for path in condition.paths():
             problem, suggestion = self._resolve(path.parts, {})
             if problem:
-                self.add(loc, f"condition {text!r}: {problem}", suggestion=suggestion, code="condition")
+                self.add(
+                    loc, f"condition {text!r}: {problem}", suggestion=suggestion, code="condition"
+                )
                 return
         for comparison in condition.comparisons():
             problem = self._never_true(comparison)
@@ -413,8 +419,11 @@ class _Checker:
                 if isinstance(left, Path) and isinstance(right, Literal):
                     left_type = self._path_type(left.parts)
                     items = right.value if isinstance(right.value, list) else None
-                    if left_type and items is not None and items and not any(
-                        _literal_fits(left_type, v) for v in items
+                    if (
+                        left_type
+                        and items is not None
+                        and items
+                        and not any(_literal_fits(left_type, v) for v in items)
                     ):
                         return f"{'.'.join(left.parts)} is {left_type}, no listed value is"
                 continue

@@ -132,7 +132,9 @@ def parse_condition(text: str) -> Condition:
     try:
         expression = ast.parse(cleaned.strip(), mode="eval")
     except SyntaxError as exc:
-        raise ConditionError(f"invalid condition syntax: {exc.msg}", (exc.offset or 1) - 1) from None
+        raise ConditionError(
+            f"invalid condition syntax: {exc.msg}", (exc.offset or 1) - 1
+        ) from None
     lead = len(cleaned) - len(cleaned.lstrip())
     return Condition(text, _convert(expression.body, lead))
 

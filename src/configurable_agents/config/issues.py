@@ -18,7 +18,7 @@ class Issue:
         message: What is wrong.
         suggestion: A likely intended value.
         at_key: Point at the mapping key rather than its value (for names that are keys).
-        needle: Text to find inside the value (a placeholder in a long prompt), to point at its line.
+        needle: Text to find inside the value (a placeholder in a prompt), to point at its line.
         code: Kind of problem.
         severity: ``error`` or ``warning``.
     """

@@ -122,7 +122,7 @@ def _validate_structure(data: dict[str, Any]) -> tuple[WorkflowConfig | None, li
 
 
 def _prune(data: dict[str, Any], locs: list[Loc], known: Known) -> dict[str, Any] | None:
-    """A copy of ``data`` without the items the errors are in, or ``None`` if nothing sound is left."""
+    """A copy of ``data`` without the items the errors are in; ``None`` if nothing sound is left."""
     data = copy.deepcopy(data)
     drop_nodes: set[int] = set()
     drop_edges: set[int] = set()

@@ -32,9 +32,8 @@ def to_mermaid(config: WorkflowConfig) -> str:
                 lines.append(f"    {source} -->|{_label(label)}| {_id(route.to)}")
         elif edge.loop is not None:
             loop = edge.loop
-            lines.append(
-                f"    {source} -->|{_label(f'loop until {loop.condition_field}, max {loop.max_iterations}')}| {source}"
-            )
+            label = f"loop until {loop.condition_field}, max {loop.max_iterations}"
+            lines.append(f"    {source} -->|{_label(label)}| {source}")
             lines.append(f"    {source} -->|{_label('loop exit')}| {_id(loop.exit_to)}")
         elif edge.parallel is not None:
             spec = edge.parallel

@@ -118,9 +118,7 @@ class OutputSchema(ConfigModel):
     @model_validator(mode="after")
     def _fields_match_type(self) -> OutputSchema:
         if self.type == "object" and not self.fields:
-            raise PydanticCustomError(
-                "missing_fields", "an `object` output_schema needs `fields`"
-            )
+            raise PydanticCustomError("missing_fields", "an `object` output_schema needs `fields`")
         if self.type != "object" and self.fields is not None:
             raise PydanticCustomError(
                 "unexpected_fields", "`fields` is only allowed with `type: object`"
@@ -186,7 +184,9 @@ class Node(ConfigModel):
     def _id(cls, value: str) -> str:
         if value in (START, END):
             raise PydanticCustomError(
-                "reserved_id", "{value!r} is reserved for edges; choose another node id", {"value": value}
+                "reserved_id",
+                "{value!r} is reserved for edges; choose another node id",
+                {"value": value},
             )
         return _identifier(value, "a node id")
 
@@ -218,7 +218,9 @@ class Route(ConfigModel):
     @property
     def expression(self) -> str:
         """The condition as a string, whichever way it was written."""
-        return self.condition.logic if isinstance(self.condition, ConditionLogic) else self.condition
+        return (
+            self.condition.logic if isinstance(self.condition, ConditionLogic) else self.condition
+        )
 
     @property
     def is_default(self) -> bool:
@@ -277,7 +279,9 @@ class Edge(ConfigModel):
         if len(given) != 1:
             detail = "none is given" if not given else f"got {' and '.join(given)}"
             raise PydanticCustomError(
-                "edge_kind", "an edge needs exactly one of to, routes, loop or parallel; {d}", {"d": detail}
+                "edge_kind",
+                "an edge needs exactly one of to, routes, loop or parallel; {d}",
+                {"d": detail},
             )
         return self
 

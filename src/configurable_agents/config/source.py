@@ -100,7 +100,9 @@ def read_source(path: str | os.PathLike[str]) -> SourceDocument:
     return _parse_yaml(text, name)
 
 
-def _fail(file: str, message: str, line: int | None = None, column: int | None = None) -> SourceError:
+def _fail(
+    file: str, message: str, line: int | None = None, column: int | None = None
+) -> SourceError:
     return SourceError(Diagnostic(message, file=file, line=line, column=column, code="source"))
 
 
@@ -129,7 +131,9 @@ def _read_text(path: Path, name: str) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise _fail(name, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})", line, column) from None
+        raise _fail(
+            name, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})", line, column
+        ) from None
     if not text.strip():
         raise _fail(name, "file is empty")
     return text
@@ -148,7 +152,11 @@ def _parse_json(text: str, name: str) -> SourceDocument:
         data = json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as exc:
         before = text[: exc.pos].rstrip()
-        problem = "trailing comma" if before.endswith(",") and text[exc.pos : exc.pos + 1] in "}]" else exc.msg
+        problem = (
+            "trailing comma"
+            if before.endswith(",") and text[exc.pos : exc.pos + 1] in "}]"
+            else exc.msg
+        )
         raise _fail(name, f"invalid JSON: {problem}", exc.lineno, exc.colno) from None
     except RecursionError:
         raise _fail(name, f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
@@ -219,7 +227,9 @@ class _Builder:
         for key_node, value_node in node.value:
             key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str | int | float | bool) or key is None:
-                raise _fail(self.document.file, "mapping keys must be plain scalars", *_pos(key_node))
+                raise _fail(
+                    self.document.file, "mapping keys must be plain scalars", *_pos(key_node)
+                )
             if key in result:
                 first = self.document.keys.get((*loc, key), (None, None))[0]
                 raise _fail(

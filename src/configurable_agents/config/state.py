@@ -80,7 +80,9 @@ class StateField(ConfigModel):
             problem = _check(parse_type(info.data["type"]), info.data["schema_"], value)
             if problem:
                 raise PydanticCustomError(
-                    "bad_default", "default does not match the type: {problem}", {"problem": problem}
+                    "bad_default",
+                    "default does not match the type: {problem}",
+                    {"problem": problem},
                 )
         return value
 

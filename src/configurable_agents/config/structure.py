@@ -33,13 +33,13 @@ def structure_issues(error: ValidationError, data: Any, root: type[BaseModel]) -
 
 
 def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> Loc:
-    """Keep the parts of a pydantic ``loc`` that exist in the data (plus a missing or unknown key)."""
+    """The parts of a pydantic ``loc`` that exist in the data (plus a missing or unknown key)."""
     path: list[str | int] = []
     current = data
     for position, part in enumerate(loc):
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+        in_dict = isinstance(current, dict) and part in current
+        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        if in_dict or in_list:
             current = current[part]
         elif position == len(loc) - 1 and kind in _LEAF_TYPES:
             pass
@@ -57,7 +57,8 @@ def _issue(err: dict[str, Any], loc: Loc, root: type[BaseModel]) -> Issue:
         options = _keys(model) if model else []
         return Issue(
             loc,
-            f"unknown key {loc[-1]!r}" + (f"; expected one of {', '.join(options)}" if options else ""),
+            f"unknown key {loc[-1]!r}"
+            + (f"; expected one of {', '.join(options)}" if options else ""),
             suggestion=closest(str(loc[-1]), options),
             at_key=True,
             code="unknown_key",
@@ -68,7 +69,9 @@ def _issue(err: dict[str, Any], loc: Loc, root: type[BaseModel]) -> Issue:
         expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         given = err.get("input")
         if not isinstance(given, str) and str(given) in expected:
-            return Issue(loc, f"must be the string '{given}': put it in quotes", code="unknown_value")
+            return Issue(
+                loc, f"must be the string '{given}': put it in quotes", code="unknown_value"
+            )
         return Issue(
             loc,
             f"unknown value {given!r}; expected {ctx.get('expected')}",
@@ -79,12 +82,21 @@ def _issue(err: dict[str, Any], loc: Loc, root: type[BaseModel]) -> Issue:
     message = message.removeprefix("Value error, ")
     if message.startswith("Input should be") and "input" in err:
         message += f", got {_describe(err['input'])}"
-    return Issue(loc, message[:1].lower() + message[1:], suggestion=ctx.get("suggestion"), code=kind)
+    return Issue(
+        loc, message[:1].lower() + message[1:], suggestion=ctx.get("suggestion"), code=kind
+    )
 
 
 def _describe(value: Any) -> str:
-    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
-             list: "a list", dict: "a mapping", type(None): "nothing"}
+    names = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "nothing",
+    }
     return names.get(type(value), type(value).__name__)
 
 

@@ -1,4 +1,4 @@
-"""Prompt templates: ``{field}``, ``{state.field}``, ``{state.obj.sub}``; ``{{`` and ``}}`` are braces.
+"""Prompt templates: ``{field}``, ``{state.field}``, ``{state.obj.sub}``; ``{{`` ``}}`` are braces.
 
 A template is data, not code: a placeholder is a dotted path of identifiers and nothing else, so no
 attribute access, indexing or call can run. Lists and objects render as JSON.
