@@ -20,18 +20,38 @@ if TYPE_CHECKING:
         load_workflow,
         validate_workflow,
     )
+    from .engine import (
+        InputError,
+        NodeRecord,
+        RunResult,
+        RunStatus,
+        SetupError,
+        arun_workflow,
+        run_workflow,
+    )
 
 __all__ = [
     "Diagnostic",
+    "InputError",
+    "NodeRecord",
+    "RunResult",
+    "RunStatus",
+    "SetupError",
     "Workflow",
     "WorkflowConfig",
     "WorkflowValidationError",
     "__version__",
+    "arun_workflow",
     "load_workflow",
+    "run_workflow",
     "validate_workflow",
 ]
 
-_HOMES = {name: ".config" for name in __all__ if name != "__version__"}
+_ENGINE = {"InputError", "NodeRecord", "RunResult", "RunStatus", "SetupError"}
+_ENGINE |= {"arun_workflow", "run_workflow"}
+_HOMES = {
+    name: ".engine" if name in _ENGINE else ".config" for name in __all__ if name != "__version__"
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -170,6 +170,9 @@ class Node(ConfigModel):
     tools: list[ToolEntry] = []
     """Tools the model may call before it answers."""
 
+    max_tool_calls: int = Field(default=10, ge=0)
+    """Most tool calls the model may make in one execution of the node before it must answer."""
+
     llm: LLMConfig | None = None
     """Overrides of `config.llm` for this node, field by field."""
 

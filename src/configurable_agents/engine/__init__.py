@@ -1,0 +1,21 @@
+"""The execution engine: a workflow run on LangGraph, with budgets, retries, tools and records."""
+
+from .context import BudgetExceeded, NodeFailed
+from .inputs import InputError, check_inputs, coerce_text
+from .records import NodeRecord, RunResult, RunStatus, ToolCallRecord
+from .run import SetupError, arun_workflow, run_workflow
+
+__all__ = [
+    "BudgetExceeded",
+    "InputError",
+    "NodeFailed",
+    "NodeRecord",
+    "RunResult",
+    "RunStatus",
+    "SetupError",
+    "ToolCallRecord",
+    "arun_workflow",
+    "check_inputs",
+    "coerce_text",
+    "run_workflow",
+]

@@ -1,0 +1,116 @@
+"""Per-run shared state: budgets with reservations, chat models, records and the last known state."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from ..config.loader import Workflow
+from ..llm.settings import LLMSettings
+from ..llm.usage import TokenUsage
+from ..observability.pricing import price_call
+from .records import NodeRecord
+
+__all__ = ["BudgetExceeded", "NodeFailed", "Reservation", "RunContext", "estimate_tokens"]
+
+
+class BudgetExceeded(Exception):
+    """A model call would take the run over `max_cost_usd` or `max_tokens`."""
+
+
+class NodeFailed(Exception):
+    """A node could not produce its output; the message says why in one line."""
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap upper-leaning estimate of a prompt's tokens (4 characters per token)."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+@dataclass
+class Reservation:
+    """Budget held for a call in flight, released when its real usage is known."""
+
+    tokens: int
+    cost: Decimal
+
+
+class RunContext:
+    """Everything the nodes of one run share."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        env: Mapping[str, str],
+        on_record: Callable[[NodeRecord], None] | None = None,
+    ) -> None:
+        execution = workflow.config.config.execution
+        self.workflow = workflow
+        self.env = env
+        self.on_record = on_record
+        self.max_cost = (
+            Decimal(str(execution.max_cost_usd)) if execution.max_cost_usd is not None else None
+        )
+        self.max_tokens = execution.max_tokens
+        self.calls = asyncio.Semaphore(execution.max_concurrency)
+        self.records: list[NodeRecord] = []
+        self.state: dict[str, Any] = {}
+        self.spent_cost = Decimal(0)
+        self.spent_tokens = 0
+        self._held_cost = Decimal(0)
+        self._held_tokens = 0
+        self._models: dict[LLMSettings, Any] = {}
+
+    def chat_model(self, settings: LLMSettings) -> Any:
+        """The chat model for ``settings``, created once per run."""
+        if settings not in self._models:
+            from ..llm.providers import create_chat_model
+
+            self._models[settings] = create_chat_model(settings, self.env)
+        return self._models[settings]
+
+    def reserve(self, node_id: str, settings: LLMSettings, prompt_tokens: int) -> Reservation:
+        """Hold budget for a call whose prompt has about ``prompt_tokens`` tokens.
+
+        Raises:
+            BudgetExceeded: spend so far, plus what calls in flight hold, plus this call's input
+                would exceed a budget.
+        """
+        cost = Decimal(0)
+        if self.max_cost is not None:
+            price = price_call(settings.provider, settings.model, TokenUsage(prompt_tokens))
+            cost = price.cost_usd or Decimal(0)
+            committed = self.spent_cost + self._held_cost
+            if committed + cost > self.max_cost:
+                raise BudgetExceeded(
+                    f"budget of ${self.max_cost} reached: ${committed:.6f} spent or committed, "
+                    f"the next call of node {node_id!r} needs about ${cost:.6f}"
+                )
+        if self.max_tokens is not None:
+            committed_tokens = self.spent_tokens + self._held_tokens
+            if committed_tokens + prompt_tokens > self.max_tokens:
+                raise BudgetExceeded(
+                    f"token budget of {self.max_tokens} reached: {committed_tokens} used or "
+                    f"committed, the next call of node {node_id!r} needs about {prompt_tokens}"
+                )
+        self._held_cost += cost
+        self._held_tokens += prompt_tokens
+        return Reservation(prompt_tokens, cost)
+
+    def settle(self, reservation: Reservation, usage: TokenUsage, cost: Decimal | None) -> None:
+        """Replace a reservation by what the call really used."""
+        self._held_cost -= reservation.cost
+        self._held_tokens -= reservation.tokens
+        self.spent_tokens += usage.total_tokens
+        self.spent_cost += cost or Decimal(0)
+
+    def record(self, record: NodeRecord) -> None:
+        """Keep a finished node execution and tell the listener."""
+        self.records.append(record)
+        if self.on_record is not None:
+            self.on_record(record)

@@ -1,0 +1,163 @@
+"""The LangGraph ``StateGraph`` of a workflow.
+
+Every state field is a channel whose last write wins (so concurrent branches may write). A loop
+keeps its iteration count in a hidden channel, reset by a small exit step when the loop ends. A
+fan-out target runs as one graph node that executes the target once per item, at most
+`max_concurrency` at a time, and writes the results in item order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any, TypedDict
+
+from ..config.conditions import ConditionError, parse_condition
+from ..config.schema import END, START, LoopSpec, ParallelSpec, Route
+from .context import NodeFailed, RunContext
+from .node import NodePlan, execute_node
+
+__all__ = ["build_graph", "loop_key"]
+
+
+def _last(_old: Any, new: Any) -> Any:
+    return new
+
+
+def loop_key(node_id: str) -> str:
+    """Hidden state key holding a loop's iteration count."""
+    return f"__loop__{node_id}"
+
+
+class _Names:
+    """Graph node names that cannot clash with state keys (LangGraph forbids that)."""
+
+    def __init__(self, keys: set[str]) -> None:
+        self.prefix = "node."
+        while any(k.startswith(self.prefix) for k in keys):
+            self.prefix = "_" + self.prefix
+
+    def __call__(self, node_id: str) -> str:
+        from langgraph.graph import END as GRAPH_END
+        from langgraph.graph import START as GRAPH_START
+
+        if node_id == START:
+            return GRAPH_START
+        if node_id == END:
+            return GRAPH_END
+        return f"{self.prefix}{node_id}"
+
+
+def build_graph(ctx: RunContext, plans: dict[str, NodePlan]) -> Any:
+    """Compile the workflow of ``ctx`` into a runnable LangGraph graph."""
+    from langgraph.graph import StateGraph
+
+    config = ctx.workflow.config
+    loops = {e.from_: e.loop for e in config.edges if e.loop is not None}
+    fan_outs = {e.parallel.target_node: e.parallel for e in config.edges if e.parallel is not None}
+    keys = [*ctx.workflow.fields, *(loop_key(n) for n in loops)]
+    state_type = TypedDict("WorkflowState", {k: Annotated[Any, _last] for k in keys}, total=False)  # type: ignore[misc]
+    names = _Names(set(keys))
+    graph = StateGraph(state_type)
+    for node_id, plan in plans.items():
+        if node_id in fan_outs:
+            graph.add_node(names(node_id), _fan_out(ctx, plan, fan_outs[node_id]))
+        else:
+            graph.add_node(names(node_id), _single(ctx, plan, node_id in loops))
+    for edge in config.edges:
+        source = names(edge.from_)
+        if edge.routes is not None:
+            targets = {route.to: names(route.to) for route in edge.routes}
+            graph.add_conditional_edges(source, _router(edge.from_, edge.routes), targets)
+        elif edge.loop is not None:
+            exit_name = f"{source}.exit"
+            graph.add_node(exit_name, _loop_exit(edge.from_))
+            graph.add_edge(exit_name, names(edge.loop.exit_to))
+            graph.add_conditional_edges(
+                source, _loop_router(edge.from_, edge.loop), {"again": source, "exit": exit_name}
+            )
+        else:
+            for target in edge.targets:
+                graph.add_edge(source, names(target))
+    return graph.compile()
+
+
+def _single(ctx: RunContext, plan: NodePlan, is_loop: bool) -> Callable[..., Any]:
+    key = loop_key(plan.node.id)
+
+    async def run(state: dict[str, Any]) -> dict[str, Any]:
+        update: dict[str, Any] = {}
+        iteration = None
+        if is_loop:
+            iteration = int(state.get(key) or 0) + 1
+            update[key] = iteration
+        update.update(await execute_node(ctx, plan, state, iteration=iteration))
+        ctx.state.update(update)
+        return update
+
+    return run
+
+
+def _fan_out(ctx: RunContext, plan: NodePlan, spec: ParallelSpec) -> Callable[..., Any]:
+    output_name = plan.node.outputs[0]
+    limit = ctx.workflow.config.config.execution.max_concurrency
+
+    async def run(state: dict[str, Any]) -> dict[str, Any]:
+        items = state.get(spec.items_field) or []
+        if not isinstance(items, list):
+            raise NodeFailed(f"fan-out over {spec.items_field!r}: it holds no list")
+        results: list[Any] = [None] * len(items)
+        gate = asyncio.Semaphore(limit)
+        failures: list[BaseException] = []
+
+        async def one(index: int, item: Any) -> None:
+            async with gate:
+                if failures:
+                    return
+                try:
+                    out = await execute_node(ctx, plan, state, item=item, item_index=index)
+                    results[index] = out[output_name]
+                except Exception as exc:
+                    failures.append(exc)
+
+        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        ctx.state[spec.collect_field] = results
+        if failures:
+            raise failures[0]
+        return {spec.collect_field: results}
+
+    return run
+
+
+def _router(node_id: str, routes: list[Route]) -> Callable[[dict[str, Any]], str]:
+    compiled = [(None if r.is_default else parse_condition(r.expression), r.to) for r in routes]
+
+    def route(state: dict[str, Any]) -> str:
+        for condition, target in compiled:
+            try:
+                if condition is None or condition.evaluate(state):
+                    return target
+            except ConditionError as exc:
+                raise NodeFailed(f"route after {node_id!r}: {condition.source!r}: {exc}") from None
+        raise NodeFailed(f"route after {node_id!r}: no route matched")  # validation forbids this
+
+    return route
+
+
+def _loop_router(node_id: str, spec: LoopSpec) -> Callable[[dict[str, Any]], str]:
+    key = loop_key(node_id)
+
+    def route(state: dict[str, Any]) -> str:
+        done = state.get(spec.condition_field) is True
+        return "exit" if done or int(state.get(key) or 0) >= spec.max_iterations else "again"
+
+    return route
+
+
+def _loop_exit(node_id: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    key = loop_key(node_id)
+
+    def reset(_state: dict[str, Any]) -> dict[str, Any]:
+        return {key: 0}
+
+    return reset

@@ -1,0 +1,225 @@
+"""Executing one node: render the prompt, let the model call tools, get a valid structured reply.
+
+The model answers through the `final_answer` tool, whose arguments are the node's output model.
+A reply that fails validation is sent back with the validation error (up to `max_retries` times);
+tool calls are executed and their results returned, at most `max_tool_calls` per execution.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..config.schema import Node, ToolRef
+from ..config.templates import render_template
+from ..llm.outputs import FINAL_ANSWER
+from ..llm.settings import LLMSettings
+from ..llm.usage import TokenUsage
+from ..observability.pricing import price_call
+from .calls import call_with_retries, describe_error
+from .context import NodeFailed, RunContext, estimate_tokens
+from .records import NodeRecord, ToolCallRecord
+
+__all__ = ["NodePlan", "execute_node"]
+
+MAX_TOOL_RESULT_CHARS = 20_000
+"""Longest tool result handed back to the model; the rest is cut with a note."""
+
+
+@dataclass
+class NodePlan:
+    """Everything prepared once per run for a node."""
+
+    node: Node
+    settings: LLMSettings
+    output_model: type[BaseModel]
+    tools: list[Any]
+    tool_refs: dict[str, ToolRef]
+    max_retries: int
+
+
+def _system_prompt(workflow_name: str, plan: NodePlan) -> str:
+    tools = " You may call the other tools first." if plan.tools else ""
+    return (
+        f"You are step {plan.node.id!r} of the workflow {workflow_name!r}. "
+        f"Give your result by calling the `{FINAL_ANSWER}` tool.{tools}"
+    )
+
+
+def _values(state: dict[str, Any], item: Any, item_index: int | None) -> dict[str, Any]:
+    values = dict(state)
+    if item_index is not None:
+        values["item"] = item
+        values["item_index"] = item_index
+    return values
+
+
+def render_prompt(plan: NodePlan, state: dict[str, Any], item: Any, item_index: int | None) -> str:
+    """The node's prompt filled from state, its `inputs` and the fan-out item."""
+    values = _values(state, item, item_index)
+    for name, template in plan.node.inputs.items():
+        values[name] = render_template(template, _values(state, item, item_index))
+    return render_template(plan.node.prompt, values)
+
+
+async def execute_node(
+    ctx: RunContext,
+    plan: NodePlan,
+    state: dict[str, Any],
+    *,
+    iteration: int | None = None,
+    item: Any = None,
+    item_index: int | None = None,
+) -> dict[str, Any]:
+    """Run the node once and return the values it writes (its outputs).
+
+    The execution's record is kept in ``ctx`` whatever happens, with its spend so far.
+
+    Raises:
+        NodeFailed: no valid reply within the retries, or a tool failed with `on_error: fail`.
+        BudgetExceeded: the next call would go over a budget.
+    """
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    record = NodeRecord(
+        node_id=plan.node.id,
+        provider=plan.settings.provider,
+        model=plan.settings.model,
+        iteration=iteration,
+        item_index=item_index,
+    )
+    started = time.perf_counter()
+    try:
+        record.prompt = render_prompt(plan, state, item, item_index)
+        messages: list[Any] = [
+            SystemMessage(_system_prompt(ctx.workflow.name, plan)),
+            HumanMessage(record.prompt),
+        ]
+        output = await _converse(ctx, plan, messages, record)
+        record.output = output
+        return output
+    except Exception as exc:
+        record.error = str(exc) if isinstance(exc, NodeFailed) else describe_error(exc)
+        raise
+    finally:
+        record.duration_s = time.perf_counter() - started
+        ctx.record(record)
+
+
+async def _converse(
+    ctx: RunContext, plan: NodePlan, messages: list[Any], record: NodeRecord
+) -> dict[str, Any]:
+    model = ctx.chat_model(plan.settings)
+    retries_left = plan.max_retries
+    while True:
+        use_tools = bool(plan.tools) and len(record.tool_calls) < plan.node.max_tool_calls
+        if use_tools:
+            bound = model.bind_tools([*plan.tools, plan.output_model], tool_choice="any")
+        else:
+            bound = model.bind_tools([plan.output_model], tool_choice=FINAL_ANSWER)
+        reply = await _call(ctx, plan, bound, messages, record)
+        calls = reply.tool_calls or []
+        final = next((c for c in calls if c["name"] == FINAL_ANSWER), None)
+        if final is None and calls and use_tools:
+            messages.append(reply)
+            for call in calls:
+                messages.append(await _run_tool(plan, call, record))
+            continue
+        problem = "the reply did not call final_answer"
+        if final is not None:
+            try:
+                return plan.output_model.model_validate(final["args"]).model_dump(mode="json")
+            except ValidationError as exc:
+                problem = _validation_summary(exc)
+        if retries_left <= 0:
+            raise NodeFailed(
+                f"node {plan.node.id!r}: no valid reply after {plan.max_retries + 1} "
+                f"attempt(s): {problem}"
+            )
+        retries_left -= 1
+        messages.extend(_feedback(reply, calls, problem))
+
+
+async def _call(
+    ctx: RunContext, plan: NodePlan, bound: Any, messages: list[Any], record: NodeRecord
+) -> Any:
+    prompt_tokens = sum(estimate_tokens(_content(m)) for m in messages)
+    reservation = ctx.reserve(plan.node.id, plan.settings, prompt_tokens)
+    usage = TokenUsage()
+    cost: Decimal | None = Decimal(0)
+    try:
+        async with ctx.calls:
+            reply = await call_with_retries(
+                bound, messages, timeout=plan.settings.timeout, retries=plan.max_retries
+            )
+        usage = TokenUsage.from_metadata(getattr(reply, "usage_metadata", None))
+        price = price_call(plan.settings.provider, plan.settings.model, usage)
+        cost = price.cost_usd
+        record.price_source = price.source
+        return reply
+    finally:
+        ctx.settle(reservation, usage, cost)
+        record.model_calls += 1
+        record.usage = record.usage + usage
+        if cost is None or record.cost_usd is None:
+            record.cost_usd = None
+        else:
+            record.cost_usd += cost
+
+
+async def _run_tool(plan: NodePlan, call: dict[str, Any], record: NodeRecord) -> Any:
+    from langchain_core.messages import ToolMessage
+
+    started = time.perf_counter()
+    entry = ToolCallRecord(name=call["name"], args=dict(call.get("args") or {}))
+    record.tool_calls.append(entry)
+    tool = next((t for t in plan.tools if t.name == call["name"]), None)
+    try:
+        if tool is None:
+            raise LookupError(f"unknown tool {call['name']!r}")
+        result = await tool.ainvoke(entry.args)
+        text = result if isinstance(result, str) else json.dumps(result, default=str)
+        if len(text) > MAX_TOOL_RESULT_CHARS:
+            text = text[:MAX_TOOL_RESULT_CHARS] + f"\n[cut: {len(text)} characters in all]"
+        entry.result = text
+    except Exception as exc:
+        entry.error = describe_error(exc)
+        ref = plan.tool_refs.get(call["name"])
+        if ref is not None and ref.on_error == "fail":
+            raise NodeFailed(f"node {plan.node.id!r}: tool {call['name']!r} failed: {entry.error}")
+        text = f"error: {entry.error}"
+    finally:
+        entry.duration_s = time.perf_counter() - started
+    return ToolMessage(content=text, tool_call_id=call.get("id") or call["name"])
+
+
+def _feedback(reply: Any, calls: list[dict[str, Any]], problem: str) -> list[Any]:
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    instruction = f"That answer was not valid: {problem}. Call {FINAL_ANSWER} again, corrected."
+    if not calls:
+        return [reply, HumanMessage(instruction)]
+    answers = [
+        ToolMessage(content=instruction, tool_call_id=c.get("id") or c["name"]) for c in calls
+    ]
+    return [reply, *answers]
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "(reply)"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _content(message: Any) -> str:
+    content = message.content
+    text = content if isinstance(content, str) else json.dumps(content, default=str)
+    calls = getattr(message, "tool_calls", None)
+    return text + (json.dumps(calls, default=str) if calls else "")

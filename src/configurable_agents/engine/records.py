@@ -1,0 +1,149 @@
+"""What a run produces: its status, state, outputs, and one record per node execution."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from ..llm.usage import TokenUsage
+
+__all__ = ["NodeRecord", "RunResult", "RunStatus", "ToolCallRecord"]
+
+
+class RunStatus(str, Enum):
+    """How a run ended."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class ToolCallRecord:
+    """One tool call made by the model during a node execution."""
+
+    name: str
+    args: dict[str, Any]
+    result: str | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+
+
+@dataclass
+class NodeRecord:
+    """One execution of a node (a loop iteration or fan-out item is an execution of its own).
+
+    Attributes:
+        node_id: The node.
+        iteration: 1-based loop iteration, for nodes repeated by a `loop` edge.
+        item_index: 0-based fan-out item, for nodes run by a `parallel` edge.
+        provider: LLM provider called.
+        model: Model called.
+        usage: Tokens of every model call of the execution.
+        cost_usd: Their cost, or ``None`` when the model is unpriced.
+        price_source: Where the price came from.
+        model_calls: Model calls made, retries included.
+        duration_s: Wall time of the execution.
+        tool_calls: Tools the model called.
+        output: What the node wrote to state.
+        error: Why the execution failed, if it did.
+        prompt: The rendered prompt.
+    """
+
+    node_id: str
+    provider: str
+    model: str
+    iteration: int | None = None
+    item_index: int | None = None
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    cost_usd: Decimal | None = Decimal(0)
+    price_source: str = ""
+    model_calls: int = 0
+    duration_s: float = 0.0
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    prompt: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; tokens flattened, cost as a float."""
+        data = asdict(self)
+        data.pop("usage")
+        data.update(
+            input_tokens=self.usage.input_tokens,
+            output_tokens=self.usage.output_tokens,
+            cached_tokens=self.usage.cached_tokens,
+            reasoning_tokens=self.usage.reasoning_tokens,
+            cost_usd=None if self.cost_usd is None else float(self.cost_usd),
+        )
+        return data
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`configurable_agents.run_workflow`; partial when the run did not succeed.
+
+    Attributes:
+        run_id: Unique id of the run.
+        workflow: The workflow's name.
+        status: How the run ended.
+        state: The final (or last known) state.
+        outputs: The values of every field some node writes.
+        records: One record per node execution, in completion order.
+        error: Why the run did not succeed, in one line.
+        duration_s: Wall time of the run.
+    """
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    state: dict[str, Any]
+    outputs: dict[str, Any]
+    records: list[NodeRecord]
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def usage(self) -> TokenUsage:
+        """Tokens of the whole run."""
+        total = TokenUsage()
+        for record in self.records:
+            total = total + record.usage
+        return total
+
+    @property
+    def cost_usd(self) -> Decimal:
+        """Cost of the priced calls of the run (see :attr:`unpriced` for the others)."""
+        return sum((r.cost_usd for r in self.records if r.cost_usd is not None), Decimal(0))
+
+    @property
+    def unpriced(self) -> bool:
+        """Whether some model of the run has no known price (its cost is not in :attr:`cost_usd`)."""
+        return any(r.cost_usd is None for r in self.records if r.model_calls)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as written by ``run -o``."""
+        usage = self.usage
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": self.status.value,
+            "error": self.error,
+            "duration_s": round(self.duration_s, 6),
+            "cost_usd": float(self.cost_usd),
+            "unpriced": self.unpriced,
+            "tokens": {
+                "input": usage.input_tokens,
+                "output": usage.output_tokens,
+                "total": usage.total_tokens,
+                "cached": usage.cached_tokens,
+                "reasoning": usage.reasoning_tokens,
+            },
+            "outputs": self.outputs,
+            "state": self.state,
+            "nodes": [record.to_dict() for record in self.records],
+        }

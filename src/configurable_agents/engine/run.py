@@ -1,0 +1,175 @@
+"""Running a workflow: checks before any call, the graph run, and a result whatever happens.
+
+A run that fails, times out, is cancelled or reaches a budget still returns its partial state, its
+records and its spend so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config.loader import Workflow, load_workflow
+from ..llm.outputs import output_model
+from ..llm.settings import parse_llm_override, resolve_llm
+from .calls import describe_error
+from .context import BudgetExceeded, NodeFailed, RunContext
+from .inputs import check_inputs
+from .node import NodePlan
+from .records import NodeRecord, RunResult, RunStatus
+
+__all__ = ["SetupError", "arun_workflow", "run_workflow"]
+
+
+class SetupError(Exception):
+    """The workflow cannot start: a provider's package or key, or a tool, is missing."""
+
+
+def _plans(workflow: Workflow, llm: str | None, env: Mapping[str, str]) -> dict[str, NodePlan]:
+    from ..llm.providers import ProviderError, check_provider
+    from ..llm.usage import TokenUsage
+    from ..observability.pricing import price_call
+
+    override = parse_llm_override(llm) if llm else None
+    config = workflow.config.config
+    plans: dict[str, NodePlan] = {}
+    problems: list[str] = []
+    for node in workflow.config.nodes:
+        settings = resolve_llm(config.llm, node, override)
+        try:
+            check_provider(settings, env)
+        except ProviderError as exc:
+            problems.append(f"node {node.id!r}: {exc}")
+        if config.execution.max_cost_usd is not None:
+            if price_call(settings.provider, settings.model, TokenUsage(1)).cost_usd is None:
+                problems.append(
+                    f"node {node.id!r}: max_cost_usd is set but {settings.provider}/"
+                    f"{settings.model} has no known price, so the budget cannot be enforced"
+                )
+        tools: list[Any] = []
+        if node.tools:
+            from ..tools import ToolError, build_tools
+
+            try:
+                tools = build_tools(node.tool_refs, config.tools, env=env)
+            except ToolError as exc:
+                problems.append(f"node {node.id!r}: {exc}")
+        plans[node.id] = NodePlan(
+            node=node,
+            settings=settings,
+            output_model=output_model(workflow, node),
+            tools=tools,
+            tool_refs={ref.name: ref for ref in node.tool_refs},
+            max_retries=(
+                node.max_retries if node.max_retries is not None else config.execution.max_retries
+            ),
+        )
+    if problems:
+        raise SetupError("; ".join(dict.fromkeys(problems)))
+    return plans
+
+
+def _outputs(workflow: Workflow, state: dict[str, Any]) -> dict[str, Any]:
+    written = {name for node in workflow.config.nodes for name in node.outputs}
+    written |= {e.parallel.collect_field for e in workflow.config.edges if e.parallel is not None}
+    return {name: state[name] for name in workflow.fields if name in written and name in state}
+
+
+async def arun_workflow(
+    workflow_or_path: Workflow | str | os.PathLike[str],
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    llm: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    on_record: Callable[[NodeRecord], None] | None = None,
+) -> RunResult:
+    """Run a workflow and return its result; see :func:`run_workflow`."""
+    workflow = (
+        workflow_or_path
+        if isinstance(workflow_or_path, Workflow)
+        else load_workflow(Path(workflow_or_path))
+    )
+    env = os.environ if env is None else env
+    state = check_inputs(workflow, inputs or {})
+    plans = _plans(workflow, llm, env)
+    ctx = RunContext(workflow, env=env, on_record=on_record)
+    ctx.state = dict(state)
+    execution = workflow.config.config.execution
+    run_id = uuid.uuid4().hex
+    started = time.perf_counter()
+    status, error = RunStatus.SUCCESS, None
+    from langgraph.errors import GraphRecursionError
+
+    from .graph import build_graph
+
+    try:
+        graph = build_graph(ctx, plans)
+        invocation = graph.ainvoke(state, {"recursion_limit": execution.recursion_limit})
+        final = await asyncio.wait_for(invocation, execution.timeout)
+        ctx.state = {k: v for k, v in final.items() if k in workflow.fields}
+    except BudgetExceeded as exc:
+        status, error = RunStatus.BUDGET_EXCEEDED, str(exc)
+    except TimeoutError:
+        status, error = RunStatus.TIMEOUT, f"run timed out after {execution.timeout:g} s"
+    except asyncio.CancelledError:
+        status, error = RunStatus.CANCELLED, "run cancelled"
+    except GraphRecursionError:
+        status = RunStatus.FAILED
+        error = f"recursion_limit of {execution.recursion_limit} steps reached"
+    except NodeFailed as exc:
+        status, error = RunStatus.FAILED, str(exc)
+    except Exception as exc:
+        failed = next((r for r in reversed(ctx.records) if r.error), None)
+        where = f"node {failed.node_id!r}: " if failed else ""
+        status, error = RunStatus.FAILED, f"{where}{describe_error(exc)}"
+    state_out = {k: v for k, v in ctx.state.items() if k in workflow.fields}
+    return RunResult(
+        run_id=run_id,
+        workflow=workflow.name,
+        status=status,
+        state=state_out,
+        outputs=_outputs(workflow, state_out),
+        records=list(ctx.records),
+        error=error,
+        duration_s=time.perf_counter() - started,
+    )
+
+
+def run_workflow(
+    workflow_or_path: Workflow | str | os.PathLike[str],
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    llm: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    on_record: Callable[[NodeRecord], None] | None = None,
+) -> RunResult:
+    """Run a workflow to completion.
+
+    Args:
+        workflow_or_path: A loaded :class:`Workflow` or the path of a workflow file.
+        inputs: Initial values of state fields; required fields must be given.
+        llm: ``PROVIDER[:MODEL]`` to use for every node instead of the configured models
+            (``"mock"`` runs offline).
+        tags: Labels for the run (recorded by observability).
+        env: Environment to read API keys from (default: ``os.environ``).
+        on_record: Called with each node execution's record as it finishes.
+
+    Returns:
+        The result; its ``status`` says whether the run succeeded, and it holds the (partial)
+        state, the outputs, one record per node execution and the spend.
+
+    Raises:
+        WorkflowValidationError: the workflow file is invalid.
+        InputError: the inputs do not fit the workflow's state.
+        SetupError: a provider or tool cannot be used (nothing was called).
+    """
+    return asyncio.run(
+        arun_workflow(workflow_or_path, inputs, llm=llm, tags=tags, env=env, on_record=on_record)
+    )

@@ -1,0 +1,1 @@
+"""Observability: pricing now; MLflow tracing, OpenTelemetry and Prometheus build on it."""
