@@ -1,4 +1,4 @@
-"""Per-run shared state: budgets with reservations, chat models, records and the last known state."""
+"""Per-run shared state: budgets with reservations, chat models, records, last known state."""
 
 from __future__ import annotations
 

@@ -191,7 +191,9 @@ async def _run_tool(plan: NodePlan, call: dict[str, Any], record: NodeRecord) ->
         entry.error = describe_error(exc)
         ref = plan.tool_refs.get(call["name"])
         if ref is not None and ref.on_error == "fail":
-            raise NodeFailed(f"node {plan.node.id!r}: tool {call['name']!r} failed: {entry.error}")
+            raise NodeFailed(
+                f"node {plan.node.id!r}: tool {call['name']!r} failed: {entry.error}"
+            ) from exc
         text = f"error: {entry.error}"
     finally:
         entry.duration_s = time.perf_counter() - started

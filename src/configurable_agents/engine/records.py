@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from ..llm.usage import TokenUsage
@@ -12,7 +12,7 @@ from ..llm.usage import TokenUsage
 __all__ = ["NodeRecord", "RunResult", "RunStatus", "ToolCallRecord"]
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """How a run ended."""
 
     SUCCESS = "success"
@@ -85,7 +85,7 @@ class NodeRecord:
 
 @dataclass
 class RunResult:
-    """The outcome of :func:`configurable_agents.run_workflow`; partial when the run did not succeed.
+    """The outcome of :func:`configurable_agents.run_workflow`; partial if the run did not succeed.
 
     Attributes:
         run_id: Unique id of the run.
@@ -122,7 +122,7 @@ class RunResult:
 
     @property
     def unpriced(self) -> bool:
-        """Whether some model of the run has no known price (its cost is not in :attr:`cost_usd`)."""
+        """Whether some model of the run has no known price (so its cost is not in the total)."""
         return any(r.cost_usd is None for r in self.records if r.model_calls)
 
     def to_dict(self) -> dict[str, Any]:

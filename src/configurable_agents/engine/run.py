@@ -45,12 +45,12 @@ def _plans(workflow: Workflow, llm: str | None, env: Mapping[str, str]) -> dict[
             check_provider(settings, env)
         except ProviderError as exc:
             problems.append(f"node {node.id!r}: {exc}")
-        if config.execution.max_cost_usd is not None:
-            if price_call(settings.provider, settings.model, TokenUsage(1)).cost_usd is None:
-                problems.append(
-                    f"node {node.id!r}: max_cost_usd is set but {settings.provider}/"
-                    f"{settings.model} has no known price, so the budget cannot be enforced"
-                )
+        unpriced = price_call(settings.provider, settings.model, TokenUsage(1)).cost_usd is None
+        if config.execution.max_cost_usd is not None and unpriced:
+            problems.append(
+                f"node {node.id!r}: max_cost_usd is set but {settings.provider}/"
+                f"{settings.model} has no known price, so the budget cannot be enforced"
+            )
         tools: list[Any] = []
         if node.tools:
             from ..tools import ToolError, build_tools
