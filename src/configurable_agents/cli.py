@@ -1,6 +1,7 @@
 """The ``configurable-agents`` command line. Thin: it parses arguments and calls the package.
 
-Exit codes: 0 success, 1 invalid workflow or failed command, 2 usage error.
+Exit codes: 0 success, 1 invalid workflow or failed run, 2 bad input or usage, 3 budget exceeded,
+4 timeout, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -130,6 +132,149 @@ def graph(file: Path, output: Path | None) -> None:
             click.echo(diagnostic.format(), err=True)
         sys.exit(1)
     _write(to_mermaid(workflow.config), output)
+
+
+EXIT_CODES = {"success": 0, "failed": 1, "budget_exceeded": 3, "timeout": 4, "cancelled": 130}
+"""Exit code of `run` for each run status."""
+
+
+def _fail_input(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _parse_inputs(workflow: Any, pairs: tuple[str, ...], input_file: Path | None) -> dict[str, Any]:
+    from .config.diagnostics import closest
+    from .engine import coerce_text
+
+    values: dict[str, Any] = {}
+    if input_file is not None:
+        values.update(_read_mapping(input_file))
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            _fail_input(f"--input {pair!r}: expected key=value")
+        spec = workflow.fields.get(name)
+        if spec is None:
+            guess = closest(name, workflow.fields)
+            _fail_input(
+                f"--input {name!r}: no such state field"
+                + (f" (did you mean {guess!r}?)" if guess else "")
+            )
+        if raw.startswith("@"):
+            try:
+                raw = Path(raw[1:]).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                _fail_input(f"--input {name}: cannot read {raw[1:]}: {exc}")
+        try:
+            values[name] = coerce_text(spec, raw)
+        except ValueError as exc:
+            _fail_input(f"--input {name}: {exc}")
+    return values
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    from .config.source import SourceError, read_source
+
+    try:
+        document = read_source(path)
+    except SourceError as exc:
+        _fail_input(f"--input-file {exc.diagnostic.format()}")
+    if not isinstance(document.data, dict):
+        _fail_input(f"--input-file {path}: expected a mapping of field names to values")
+    return document.data
+
+
+def _parse_tags(pairs: tuple[str, ...]) -> dict[str, str]:
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail_input(f"--tag {pair!r}: expected key=value")
+        tags[key.strip()] = value
+    return tags
+
+
+@app.command()
+@click.argument("file", type=_FILE)
+@click.option(
+    "--input",
+    "-i",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A state field's value (JSON for lists and objects, @path reads a file).",
+)
+@click.option("--input-file", type=click.Path(path_type=Path), help="Inputs from JSON or YAML.")
+@click.option(
+    "--llm", metavar="PROVIDER[:MODEL]", help="Use this model for every node (mock: offline)."
+)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the result as JSON.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Label the run.")
+@click.option("--verbose", "-v", is_flag=True, help="Show prompts, tool calls and outputs.")
+def run(
+    file: Path,
+    pairs: tuple[str, ...],
+    input_file: Path | None,
+    llm: str | None,
+    output: Path | None,
+    tags: tuple[str, ...],
+    verbose: bool,
+) -> None:
+    """Run a workflow FILE and print its outputs as JSON.
+
+    Exit codes: 0 success, 1 failed, 2 bad input, 3 budget exceeded, 4 timeout, 130 interrupted.
+    """
+    import asyncio
+
+    from ._display import RunDisplay, closing_line
+    from .config import validate_workflow
+    from .engine import InputError, SetupError, check_inputs, prepare_workflow
+    from .llm import parse_llm_override
+
+    workflow, diagnostics = validate_workflow(file)
+    if workflow is None:
+        for diagnostic in diagnostics:
+            click.echo(diagnostic.format(), err=True)
+        sys.exit(2)
+    if llm is not None:
+        try:
+            parse_llm_override(llm)
+        except ValueError as exc:
+            _fail_input(f"--llm: {exc}")
+    inputs = _parse_inputs(workflow, pairs, input_file)
+    try:
+        check_inputs(workflow, inputs)
+        prepared = prepare_workflow(workflow, llm=llm)
+    except (InputError, SetupError) as exc:
+        _fail_input(str(exc))
+    holder: dict[str, Any] = {}
+    interrupted = False
+    with RunDisplay(workflow.name, verbose=verbose) as display:
+
+        async def main() -> None:
+            holder["result"] = await prepared.arun(
+                inputs, tags=_parse_tags(tags), on_record=display.on_record
+            )
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            interrupted = True
+    result = holder.get("result")
+    if result is None:
+        click.echo("interrupted before the run started", err=True)
+        sys.exit(130)
+    if output is not None:
+        _write(json.dumps(result.to_dict(), indent=2, default=str) + "\n", output)
+    click.echo(json.dumps(result.outputs, indent=2, ensure_ascii=False, default=str))
+    if result.error:
+        click.echo(f"{result.status.value}: {result.error}", err=True)
+        if result.status.value != "success":
+            click.echo("partial state: " + json.dumps(result.state, default=str), err=True)
+    click.echo(closing_line(result), err=True)
+    sys.exit(130 if interrupted else EXIT_CODES[result.status.value])
 
 
 def _write(text: str, output: Path | None) -> None:

@@ -3,13 +3,14 @@
 from .context import BudgetExceeded, NodeFailed
 from .inputs import InputError, check_inputs, coerce_text
 from .records import NodeRecord, RunResult, RunStatus, ToolCallRecord
-from .run import SetupError, arun_workflow, run_workflow
+from .run import PreparedWorkflow, SetupError, arun_workflow, prepare_workflow, run_workflow
 
 __all__ = [
     "BudgetExceeded",
     "InputError",
     "NodeFailed",
     "NodeRecord",
+    "PreparedWorkflow",
     "RunResult",
     "RunStatus",
     "SetupError",
@@ -17,5 +18,6 @@ __all__ = [
     "arun_workflow",
     "check_inputs",
     "coerce_text",
+    "prepare_workflow",
     "run_workflow",
 ]

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Annotated, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from ..config.conditions import ConditionError, parse_condition
+from ..config.loader import Workflow
 from ..config.schema import END, START, LoopSpec, ParallelSpec, Route
 from .context import NodeFailed, RunContext
 from .node import NodePlan, execute_node
 
-__all__ = ["build_graph", "loop_key"]
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
+__all__ = ["CONTEXT_KEY", "build_graph", "loop_key"]
 
 
 def _last(_old: Any, new: Any) -> Any:
@@ -48,22 +52,32 @@ class _Names:
         return f"{self.prefix}{node_id}"
 
 
-def build_graph(ctx: RunContext, plans: dict[str, NodePlan]) -> Any:
-    """Compile the workflow of ``ctx`` into a runnable LangGraph graph."""
+CONTEXT_KEY = "configurable_agents_run"
+"""Key of the :class:`RunContext` in LangGraph's ``configurable`` run config."""
+
+
+def _ctx(config: Any) -> RunContext:
+    return config["configurable"][CONTEXT_KEY]
+
+
+def build_graph(workflow: Workflow, plans: dict[str, NodePlan]) -> Any:
+    """Compile a workflow into a LangGraph graph, once; each run passes its :class:`RunContext`
+    as ``config["configurable"][CONTEXT_KEY]``."""
     from langgraph.graph import StateGraph
 
-    config = ctx.workflow.config
+    config = workflow.config
+    limit = config.config.execution.max_concurrency
     loops = {e.from_: e.loop for e in config.edges if e.loop is not None}
     fan_outs = {e.parallel.target_node: e.parallel for e in config.edges if e.parallel is not None}
-    keys = [*ctx.workflow.fields, *(loop_key(n) for n in loops)]
+    keys = [*workflow.fields, *(loop_key(n) for n in loops)]
     state_type = TypedDict("WorkflowState", {k: Annotated[Any, _last] for k in keys}, total=False)  # type: ignore[misc]
     names = _Names(set(keys))
     graph = StateGraph(state_type)
     for node_id, plan in plans.items():
         if node_id in fan_outs:
-            graph.add_node(names(node_id), _fan_out(ctx, plan, fan_outs[node_id]))
+            graph.add_node(names(node_id), _fan_out(plan, fan_outs[node_id], limit))
         else:
-            graph.add_node(names(node_id), _single(ctx, plan, node_id in loops))
+            graph.add_node(names(node_id), _single(plan, node_id in loops))
     for edge in config.edges:
         source = names(edge.from_)
         if edge.routes is not None:
@@ -82,10 +96,11 @@ def build_graph(ctx: RunContext, plans: dict[str, NodePlan]) -> Any:
     return graph.compile()
 
 
-def _single(ctx: RunContext, plan: NodePlan, is_loop: bool) -> Callable[..., Any]:
+def _single(plan: NodePlan, is_loop: bool) -> Callable[..., Any]:
     key = loop_key(plan.node.id)
 
-    async def run(state: dict[str, Any]) -> dict[str, Any]:
+    async def run(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        ctx = _ctx(config)
         update: dict[str, Any] = {}
         iteration = None
         if is_loop:
@@ -98,11 +113,11 @@ def _single(ctx: RunContext, plan: NodePlan, is_loop: bool) -> Callable[..., Any
     return run
 
 
-def _fan_out(ctx: RunContext, plan: NodePlan, spec: ParallelSpec) -> Callable[..., Any]:
+def _fan_out(plan: NodePlan, spec: ParallelSpec, limit: int) -> Callable[..., Any]:
     output_name = plan.node.outputs[0]
-    limit = ctx.workflow.config.config.execution.max_concurrency
 
-    async def run(state: dict[str, Any]) -> dict[str, Any]:
+    async def run(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        ctx = _ctx(config)
         items = state.get(spec.items_field) or []
         if not isinstance(items, list):
             raise NodeFailed(f"fan-out over {spec.items_field!r}: it holds no list")

@@ -11,6 +11,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from .inputs import check_inputs
 from .node import NodePlan
 from .records import NodeRecord, RunResult, RunStatus
 
-__all__ = ["SetupError", "arun_workflow", "run_workflow"]
+__all__ = ["PreparedWorkflow", "SetupError", "arun_workflow", "prepare_workflow", "run_workflow"]
 
 
 class SetupError(Exception):
@@ -38,19 +39,20 @@ def _plans(workflow: Workflow, llm: str | None, env: Mapping[str, str]) -> dict[
     override = parse_llm_override(llm) if llm else None
     config = workflow.config.config
     plans: dict[str, NodePlan] = {}
-    problems: list[str] = []
+    problems: dict[str, list[str]] = {}  # problem -> nodes it affects
     for node in workflow.config.nodes:
         settings = resolve_llm(config.llm, node, override)
         try:
             check_provider(settings, env)
         except ProviderError as exc:
-            problems.append(f"node {node.id!r}: {exc}")
+            problems.setdefault(str(exc), []).append(node.id)
         unpriced = price_call(settings.provider, settings.model, TokenUsage(1)).cost_usd is None
         if config.execution.max_cost_usd is not None and unpriced:
-            problems.append(
-                f"node {node.id!r}: max_cost_usd is set but {settings.provider}/"
-                f"{settings.model} has no known price, so the budget cannot be enforced"
+            problem = (
+                f"max_cost_usd is set but {settings.provider}/{settings.model} has no known "
+                "price, so the budget cannot be enforced"
             )
+            problems.setdefault(problem, []).append(node.id)
         tools: list[Any] = []
         if node.tools:
             from ..tools import ToolError, build_tools
@@ -58,7 +60,7 @@ def _plans(workflow: Workflow, llm: str | None, env: Mapping[str, str]) -> dict[
             try:
                 tools = build_tools(node.tool_refs, config.tools, env=env)
             except ToolError as exc:
-                problems.append(f"node {node.id!r}: {exc}")
+                problems.setdefault(str(exc), []).append(node.id)
         plans[node.id] = NodePlan(
             node=node,
             settings=settings,
@@ -70,7 +72,9 @@ def _plans(workflow: Workflow, llm: str | None, env: Mapping[str, str]) -> dict[
             ),
         )
     if problems:
-        raise SetupError("; ".join(dict.fromkeys(problems)))
+        raise SetupError(
+            "; ".join(f"{problem} (nodes: {', '.join(ids)})" for problem, ids in problems.items())
+        )
     return plans
 
 
@@ -78,6 +82,102 @@ def _outputs(workflow: Workflow, state: dict[str, Any]) -> dict[str, Any]:
     written = {name for node in workflow.config.nodes for name in node.outputs}
     written |= {e.parallel.collect_field for e in workflow.config.edges if e.parallel is not None}
     return {name: state[name] for name in workflow.fields if name in written and name in state}
+
+
+@dataclass
+class PreparedWorkflow:
+    """A workflow checked against its providers and tools and compiled once, ready for many runs.
+
+    Attributes:
+        workflow: The validated workflow.
+        llm: The run-wide ``PROVIDER[:MODEL]`` override, if any.
+        plans: Per-node settings, output models and tools.
+        env: Environment the API keys are read from.
+    """
+
+    workflow: Workflow
+    llm: str | None
+    plans: dict[str, NodePlan]
+    env: Mapping[str, str]
+    graph: Any = None
+
+    async def arun(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        on_record: Callable[[NodeRecord], None] | None = None,
+    ) -> RunResult:
+        """Run once; see :func:`run_workflow`."""
+        from langgraph.errors import GraphRecursionError
+
+        from .graph import CONTEXT_KEY
+
+        workflow = self.workflow
+        state = check_inputs(workflow, inputs or {})
+        ctx = RunContext(workflow, env=self.env, on_record=on_record)
+        ctx.state = dict(state)
+        execution = workflow.config.config.execution
+        run_config = {
+            "recursion_limit": execution.recursion_limit,
+            "configurable": {CONTEXT_KEY: ctx},
+        }
+        started = time.perf_counter()
+        status, error = RunStatus.SUCCESS, None
+        try:
+            final = await asyncio.wait_for(self.graph.ainvoke(state, run_config), execution.timeout)
+            ctx.state = {k: v for k, v in final.items() if k in workflow.fields}
+        except BudgetExceeded as exc:
+            status, error = RunStatus.BUDGET_EXCEEDED, str(exc)
+        except TimeoutError:
+            status, error = RunStatus.TIMEOUT, f"run timed out after {execution.timeout:g} s"
+        except asyncio.CancelledError:
+            status, error = RunStatus.CANCELLED, "run cancelled"
+        except GraphRecursionError:
+            status = RunStatus.FAILED
+            error = f"recursion_limit of {execution.recursion_limit} steps reached"
+        except NodeFailed as exc:
+            status, error = RunStatus.FAILED, str(exc)
+        except Exception as exc:
+            failed = next((r for r in reversed(ctx.records) if r.error), None)
+            where = f"node {failed.node_id!r}: " if failed else ""
+            status, error = RunStatus.FAILED, f"{where}{describe_error(exc)}"
+        state_out = {k: v for k, v in ctx.state.items() if k in workflow.fields}
+        return RunResult(
+            run_id=uuid.uuid4().hex,
+            workflow=workflow.name,
+            status=status,
+            state=state_out,
+            outputs=_outputs(workflow, state_out),
+            records=list(ctx.records),
+            error=error,
+            duration_s=time.perf_counter() - started,
+        )
+
+
+def prepare_workflow(
+    workflow_or_path: Workflow | str | os.PathLike[str],
+    *,
+    llm: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> PreparedWorkflow:
+    """Load (if given a path), check providers and tools, and compile the graph.
+
+    Raises:
+        WorkflowValidationError: the workflow file is invalid.
+        SetupError: a provider's package or key, or a tool, is missing (nothing was called).
+        ValueError: ``llm`` names an unknown provider.
+    """
+    from .graph import build_graph
+
+    workflow = (
+        workflow_or_path
+        if isinstance(workflow_or_path, Workflow)
+        else load_workflow(Path(workflow_or_path))
+    )
+    env = os.environ if env is None else env
+    plans = _plans(workflow, llm, env)
+    return PreparedWorkflow(workflow, llm, plans, env, build_graph(workflow, plans))
 
 
 async def arun_workflow(
@@ -90,55 +190,8 @@ async def arun_workflow(
     on_record: Callable[[NodeRecord], None] | None = None,
 ) -> RunResult:
     """Run a workflow and return its result; see :func:`run_workflow`."""
-    workflow = (
-        workflow_or_path
-        if isinstance(workflow_or_path, Workflow)
-        else load_workflow(Path(workflow_or_path))
-    )
-    env = os.environ if env is None else env
-    state = check_inputs(workflow, inputs or {})
-    plans = _plans(workflow, llm, env)
-    ctx = RunContext(workflow, env=env, on_record=on_record)
-    ctx.state = dict(state)
-    execution = workflow.config.config.execution
-    run_id = uuid.uuid4().hex
-    started = time.perf_counter()
-    status, error = RunStatus.SUCCESS, None
-    from langgraph.errors import GraphRecursionError
-
-    from .graph import build_graph
-
-    try:
-        graph = build_graph(ctx, plans)
-        invocation = graph.ainvoke(state, {"recursion_limit": execution.recursion_limit})
-        final = await asyncio.wait_for(invocation, execution.timeout)
-        ctx.state = {k: v for k, v in final.items() if k in workflow.fields}
-    except BudgetExceeded as exc:
-        status, error = RunStatus.BUDGET_EXCEEDED, str(exc)
-    except TimeoutError:
-        status, error = RunStatus.TIMEOUT, f"run timed out after {execution.timeout:g} s"
-    except asyncio.CancelledError:
-        status, error = RunStatus.CANCELLED, "run cancelled"
-    except GraphRecursionError:
-        status = RunStatus.FAILED
-        error = f"recursion_limit of {execution.recursion_limit} steps reached"
-    except NodeFailed as exc:
-        status, error = RunStatus.FAILED, str(exc)
-    except Exception as exc:
-        failed = next((r for r in reversed(ctx.records) if r.error), None)
-        where = f"node {failed.node_id!r}: " if failed else ""
-        status, error = RunStatus.FAILED, f"{where}{describe_error(exc)}"
-    state_out = {k: v for k, v in ctx.state.items() if k in workflow.fields}
-    return RunResult(
-        run_id=run_id,
-        workflow=workflow.name,
-        status=status,
-        state=state_out,
-        outputs=_outputs(workflow, state_out),
-        records=list(ctx.records),
-        error=error,
-        duration_s=time.perf_counter() - started,
-    )
+    prepared = prepare_workflow(workflow_or_path, llm=llm, env=env)
+    return await prepared.arun(inputs, tags=tags, on_record=on_record)
 
 
 def run_workflow(

@@ -25,6 +25,9 @@ __all__ = ["MockChatModel", "sample_from_schema"]
 CHARS_PER_TOKEN = 4
 """The mock counts one token per four characters, rounded up."""
 
+MOCK_LIST_ITEMS = 3
+"""Items in every list the mock returns."""
+
 
 def _tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
@@ -39,7 +42,7 @@ def _text(message: BaseMessage) -> str:
 
 def sample_from_schema(schema: dict[str, Any], defs: dict[str, Any], name: str = "value") -> Any:
     """A deterministic value valid against a JSON Schema: strings ``"mock <name>"``, numbers 1,
-    booleans false, one-item lists, one-key maps, every property of objects."""
+    booleans false, three-item lists, one-key maps, every property of objects."""
     if "$ref" in schema:
         return sample_from_schema(defs[schema["$ref"].rsplit("/", 1)[-1]], defs, name)
     for key in ("anyOf", "oneOf", "allOf"):
@@ -56,7 +59,10 @@ def sample_from_schema(schema: dict[str, Any], defs: dict[str, Any], name: str =
         extra = schema.get("additionalProperties")
         return {"key": sample_from_schema(extra, defs, name)} if isinstance(extra, dict) else {}
     if kind == "array":
-        return [sample_from_schema(schema.get("items", {}), defs, name)]
+        items = schema.get("items", {})
+        return [
+            sample_from_schema(items, defs, f"{name} {i}") for i in range(1, MOCK_LIST_ITEMS + 1)
+        ]
     return {"integer": 1, "number": 1.0, "boolean": False, "null": None}.get(kind, f"mock {name}")
 
 
