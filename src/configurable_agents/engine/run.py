@@ -190,7 +190,13 @@ async def arun_workflow(
     on_record: Callable[[NodeRecord], None] | None = None,
 ) -> RunResult:
     """Run a workflow and return its result; see :func:`run_workflow`."""
-    prepared = prepare_workflow(workflow_or_path, llm=llm, env=env)
+    workflow = (
+        workflow_or_path
+        if isinstance(workflow_or_path, Workflow)
+        else load_workflow(Path(workflow_or_path))
+    )
+    check_inputs(workflow, inputs or {})
+    prepared = prepare_workflow(workflow, llm=llm, env=env)
     return await prepared.arun(inputs, tags=tags, on_record=on_record)
 
 
