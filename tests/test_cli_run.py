@@ -1,0 +1,130 @@
+"""`configurable-agents run`: inputs, outputs, the closing line and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "configurable_agents", "run", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def test_quick_start_runs_offline_and_prints_outputs_and_cost() -> None:
+    result = _run("examples/article_writer.yaml", "-i", "topic=bees", "--llm", "mock")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"article": "mock article"}
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Workflow cost: $0.000000, ") and last.endswith(" tokens")
+    assert "Traceback" not in result.stderr
+
+
+def test_result_file_holds_records_and_totals(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    result = _run("examples/loop.yaml", "-i", "topic=tides", "--llm", "mock", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["status"] == "success"
+    assert [n["node_id"] for n in data["nodes"]] == [
+        "draft_it",
+        "revise",
+        "revise",
+        "revise",
+        "title",
+    ]
+    assert data["tokens"]["total"] == sum(
+        n["input_tokens"] + n["output_tokens"] for n in data["nodes"]
+    )
+    assert f"{data['tokens']['total']:,} tokens" in result.stderr
+
+
+def test_inputs_are_coerced_to_field_types(tmp_path: Path) -> None:
+    workflow = yaml.safe_load((ROOT / "examples" / "routing.yaml").read_text())
+    workflow["state"]["fields"]["notes"] = {"type": "list[str]", "default": []}
+    workflow["state"]["fields"]["flag"] = {"type": "bool", "default": False}
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump(workflow))
+    ticket = tmp_path / "ticket.txt"
+    ticket.write_text("printer on fire")
+    out = tmp_path / "r.json"
+    result = _run(
+        str(path), "--llm", "mock", "-o", str(out),
+        "-i", f"ticket=@{ticket}", "-i", "urgency=4", "-i", 'notes=["a","b"]', "-i", "flag=yes",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    state = json.loads(out.read_text())["state"]
+    assert state["ticket"] == "printer on fire"
+    assert state["notes"] == ["a", "b"] and state["flag"] is True
+
+
+def test_input_file(tmp_path: Path) -> None:
+    inputs = tmp_path / "inputs.yaml"
+    inputs.write_text("topic: from a file\n")
+    out = tmp_path / "r.json"
+    result = _run("examples/article_writer.yaml", "--input-file", str(inputs), "--llm", "mock",
+                  "-o", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["state"]["topic"] == "from a file"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-i", "topik=x"], "no such state field (did you mean 'topic'?)"),
+        (["-i", "topic"], "expected key=value"),
+        ([], "missing required input 'topic'"),
+        (["-i", "topic=x", "--llm", "gpt"], "unknown provider 'gpt'"),
+        (["-i", "topic=x", "--input-file", "nope.json"], "no such file"),
+        (["-i", "topic=@nope.txt"], "cannot read nope.txt"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:
+    result = _run("examples/article_writer.yaml", "--llm", "mock", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_api_key_exits_2_before_any_call() -> None:
+    env_free = subprocess.run(
+        [sys.executable, "-m", "configurable_agents", "run", "examples/article_writer.yaml",
+         "-i", "topic=x"],
+        capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert env_free.returncode == 2
+    assert "set GOOGLE_API_KEY or GEMINI_API_KEY" in env_free.stderr
+
+
+def test_budget_stop_exits_3_with_partial_state(tmp_path: Path) -> None:
+    workflow = yaml.safe_load((ROOT / "examples" / "loop.yaml").read_text())
+    workflow["config"] = {"execution": {"max_tokens": 150}}
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump(workflow))
+    result = _run(str(path), "-i", "topic=x", "--llm", "mock")
+    assert result.returncode == 3
+    assert "budget_exceeded: token budget of 150 reached" in result.stderr
+    partial = next(
+        line for line in result.stderr.splitlines() if line.startswith("partial state: ")
+    )
+    assert json.loads(partial.removeprefix("partial state: "))["topic"] == "x"
+    assert json.loads(result.stdout)["draft"] == "mock draft"
+
+
+def test_invalid_workflow_exits_2() -> None:
+    result = _run("tests/data/broken.yaml", "--llm", "mock")
+    assert result.returncode == 2
+    assert "unknown key 'versoin'" in result.stderr
