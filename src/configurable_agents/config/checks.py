@@ -6,8 +6,9 @@ They run on a structurally valid :class:`WorkflowConfig` (possibly with broken i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from ..tools.specs import BUILTIN_TOOL_CONFIGS, tool_config_issues
 from .conditions import Comparison, ConditionError, Literal, Path, parse_condition
 from .diagnostics import closest
 from .issues import Found, Loc
@@ -18,15 +19,9 @@ from .types import ANY, TypeExpr
 
 __all__ = ["BUILTIN_TOOLS", "RESERVED_NAMES", "Known", "check_workflow"]
 
-BUILTIN_TOOLS = (
-    "web_search",
-    "serper_search",
-    "http_get",
-    "read_file",
-    "write_file",
-    "calculator",
-)
-"""Tools every workflow may name; custom ones are written `module:function`."""
+BUILTIN_TOOLS = tuple(BUILTIN_TOOL_CONFIGS)
+"""Tools every workflow may name (their settings are in :mod:`configurable_agents.tools.specs`);
+custom ones are written `module:function`."""
 
 RESERVED_NAMES = ("state", "item", "item_index")
 """Names templates give a meaning of their own, so state fields cannot take them."""
@@ -326,6 +321,9 @@ class _Checker:
                     suggestion=closest(ref.name, BUILTIN_TOOLS),
                     code="tool",
                 )
+            else:
+                for issue in tool_config_issues(ref.name, ref.config):
+                    self.found.issues.append(replace(issue, loc=(*loc, "config", *issue.loc)))
 
     # -- edges -----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..config.schema import Node, ToolRef
+from ..config.schema import Node
 from ..config.templates import render_template
 from ..llm.outputs import FINAL_ANSWER
 from ..llm.settings import LLMSettings
@@ -39,7 +39,6 @@ class NodePlan:
     settings: LLMSettings
     output_model: type[BaseModel]
     tools: list[Any]
-    tool_refs: dict[str, ToolRef]
     max_retries: int
 
 
@@ -189,8 +188,8 @@ async def _run_tool(plan: NodePlan, call: dict[str, Any], record: NodeRecord) ->
         entry.result = text
     except Exception as exc:
         entry.error = describe_error(exc)
-        ref = plan.tool_refs.get(call["name"])
-        if ref is not None and ref.on_error == "fail":
+        on_error = (tool.metadata or {}).get("on_error", "fail") if tool is not None else "fail"
+        if on_error == "fail":
             raise NodeFailed(
                 f"node {plan.node.id!r}: tool {call['name']!r} failed: {entry.error}"
             ) from exc

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.loader import Workflow, load_workflow
-from ..llm.outputs import output_model
+from ..llm.outputs import FINAL_ANSWER, output_model
 from ..llm.settings import parse_llm_override, resolve_llm
 from .calls import describe_error
 from .context import BudgetExceeded, NodeFailed, RunContext
@@ -61,12 +61,14 @@ def _plans(workflow: Workflow, llm: str | None, env: Mapping[str, str]) -> dict[
                 tools = build_tools(node.tool_refs, config.tools, env=env)
             except ToolError as exc:
                 problems.setdefault(str(exc), []).append(node.id)
+            if any(tool.name == FINAL_ANSWER for tool in tools):
+                problem = f"a tool may not be named {FINAL_ANSWER!r}: the engine uses that name"
+                problems.setdefault(problem, []).append(node.id)
         plans[node.id] = NodePlan(
             node=node,
             settings=settings,
             output_model=output_model(workflow, node),
             tools=tools,
-            tool_refs={ref.name: ref for ref in node.tool_refs},
             max_retries=(
                 node.max_retries if node.max_retries is not None else config.execution.max_retries
             ),
