@@ -1,10 +1,13 @@
-"""Shared fixtures: paths of the repository's examples and test data."""
+"""Shared fixtures: paths of the repository's examples and test data, a stub OpenAI server."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .stub_llm import StubLLM
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,3 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def examples_dir() -> Path:
     """The repository's ``examples/`` folder."""
     return ROOT / "examples"
+
+
+@pytest.fixture
+def stub_llm() -> Iterator[StubLLM]:
+    """A running :class:`stub_llm.StubLLM`; point clients at ``stub_llm.base_url``."""
+    with StubLLM() as stub:
+        yield stub

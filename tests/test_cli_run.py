@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .stub_llm import Reply, StubLLM
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -128,3 +130,25 @@ def test_invalid_workflow_exits_2() -> None:
     result = _run("tests/data/broken.yaml", "--llm", "mock")
     assert result.returncode == 2
     assert "unknown key 'versoin'" in result.stderr
+
+
+def test_cost_budget_through_the_cli_exits_3(tmp_path: Path, stub_llm: StubLLM) -> None:
+    workflow = yaml.safe_load((ROOT / "examples" / "loop.yaml").read_text())
+    workflow["config"] = {
+        "llm": {"provider": "openai", "model": "gpt-4o-mini", "api_base": stub_llm.base_url},
+        "execution": {"max_cost_usd": 0.005},
+    }
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump(workflow))
+
+    def answer(request: dict) -> Reply:
+        wanted = request["tools"][0]["function"]["parameters"]["properties"]
+        args = {k: {"draft": "d", "approved": False, "headline": "h"}[k] for k in wanted}
+        return Reply.tool_calls([("final_answer", args)], usage={"prompt_tokens": 20_000})
+
+    stub_llm.responder = answer
+    result = _run(str(path), "-i", "topic=x")
+    assert result.returncode == 3, result.stderr
+    assert stub_llm.calls == 2  # $0.003 each: the third call would start past the budget
+    assert "budget_exceeded: budget of $0.005 reached" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Workflow cost: $0.006")

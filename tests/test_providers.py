@@ -36,7 +36,7 @@ def test_openai_points_at_api_base_with_our_timeout_and_no_client_retries() -> N
     settings = LLMSettings("openai", "gpt-4o-mini", api_base="http://127.0.0.1:9/v1", timeout=7)
     model = create_chat_model(settings, {})
     assert model.openai_api_base == "http://127.0.0.1:9/v1"
-    assert model.request_timeout == 7
+    assert model.request_timeout.read == 7
     assert model.max_retries == 0
     assert model.openai_api_key.get_secret_value() == "not-needed"
 

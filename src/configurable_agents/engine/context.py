@@ -48,6 +48,7 @@ class RunContext:
         *,
         env: Mapping[str, str],
         on_record: Callable[[NodeRecord], None] | None = None,
+        models: dict[LLMSettings, Any] | None = None,
     ) -> None:
         execution = workflow.config.config.execution
         self.workflow = workflow
@@ -64,10 +65,10 @@ class RunContext:
         self.spent_tokens = 0
         self._held_cost = Decimal(0)
         self._held_tokens = 0
-        self._models: dict[LLMSettings, Any] = {}
+        self._models: dict[LLMSettings, Any] = {} if models is None else models
 
     def chat_model(self, settings: LLMSettings) -> Any:
-        """The chat model for ``settings``, created once per run."""
+        """The chat model for ``settings``, shared by the runs of one event loop."""
         if settings not in self._models:
             from ..llm.providers import create_chat_model
 

@@ -10,8 +10,9 @@ import asyncio
 import os
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,9 @@ class PreparedWorkflow:
     plans: dict[str, NodePlan]
     env: Mapping[str, str]
     graph: Any = None
+    _models: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False
+    )
 
     async def arun(
         self,
@@ -117,7 +121,8 @@ class PreparedWorkflow:
 
         workflow = self.workflow
         state = check_inputs(workflow, inputs or {})
-        ctx = RunContext(workflow, env=self.env, on_record=on_record)
+        models = self._models.setdefault(asyncio.get_running_loop(), {})
+        ctx = RunContext(workflow, env=self.env, on_record=on_record, models=models)
         ctx.state = dict(state)
         execution = workflow.config.config.execution
         run_config = {

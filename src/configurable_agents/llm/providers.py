@@ -92,11 +92,15 @@ def create_chat_model(settings: LLMSettings, env: Mapping[str, str] | None = Non
     if settings.temperature is not None:
         common["temperature"] = settings.temperature
     if settings.provider == "openai":
+        import httpx
+
         return cls(
             **common,
             api_key=key,
             base_url=settings.api_base,
-            timeout=settings.timeout,
+            # An httpx.Timeout is unhashable, so langchain-openai builds this model its own HTTP
+            # client instead of reusing a process-wide one bound to an earlier event loop.
+            timeout=httpx.Timeout(settings.timeout),
             max_retries=0,
             max_tokens=settings.max_tokens,
             stream_usage=True,
