@@ -84,7 +84,8 @@ async def call_with_retries(
     attempt = 0
     while True:
         try:
-            return await asyncio.wait_for(runnable.ainvoke(list(messages)), timeout)
+            async with asyncio.timeout(timeout):
+                return await runnable.ainvoke(list(messages))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -7,13 +7,17 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config.loader import Workflow
+from ..llm.outputs import FINAL_ANSWER
 from ..llm.settings import LLMSettings
 from ..llm.usage import TokenUsage
 from ..observability.pricing import price_call
 from .records import NodeRecord
+
+if TYPE_CHECKING:
+    from .node import NodePlan
 
 __all__ = ["BudgetExceeded", "NodeFailed", "Reservation", "RunContext", "estimate_tokens"]
 
@@ -48,7 +52,7 @@ class RunContext:
         *,
         env: Mapping[str, str],
         on_record: Callable[[NodeRecord], None] | None = None,
-        models: dict[LLMSettings, Any] | None = None,
+        models: dict[Any, Any] | None = None,
     ) -> None:
         execution = workflow.config.config.execution
         self.workflow = workflow
@@ -65,7 +69,7 @@ class RunContext:
         self.spent_tokens = 0
         self._held_cost = Decimal(0)
         self._held_tokens = 0
-        self._models: dict[LLMSettings, Any] = {} if models is None else models
+        self._models: dict[Any, Any] = {} if models is None else models
 
     def chat_model(self, settings: LLMSettings) -> Any:
         """The chat model for ``settings``, shared by the runs of one event loop."""
@@ -74,6 +78,19 @@ class RunContext:
 
             self._models[settings] = create_chat_model(settings, self.env)
         return self._models[settings]
+
+    def bound_model(self, plan: NodePlan, use_tools: bool) -> Any:
+        """The node's chat model with its tools bound (`final_answer` forced unless the model may
+        still call tools); binding converts schemas, so it is done once per event loop."""
+        key = (plan.node.id, use_tools)
+        if key not in self._models:
+            model = self.chat_model(plan.settings)
+            if use_tools:
+                bound = model.bind_tools([*plan.tools, plan.output_model], tool_choice="any")
+            else:
+                bound = model.bind_tools([plan.output_model], tool_choice=FINAL_ANSWER)
+            self._models[key] = bound
+        return self._models[key]
 
     def reserve(self, node_id: str, settings: LLMSettings, prompt_tokens: int) -> Reservation:
         """Hold budget for a call whose prompt has about ``prompt_tokens`` tokens.

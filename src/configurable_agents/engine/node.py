@@ -113,14 +113,10 @@ async def execute_node(
 async def _converse(
     ctx: RunContext, plan: NodePlan, messages: list[Any], record: NodeRecord
 ) -> dict[str, Any]:
-    model = ctx.chat_model(plan.settings)
     retries_left = plan.max_retries
     while True:
         use_tools = bool(plan.tools) and len(record.tool_calls) < plan.node.max_tool_calls
-        if use_tools:
-            bound = model.bind_tools([*plan.tools, plan.output_model], tool_choice="any")
-        else:
-            bound = model.bind_tools([plan.output_model], tool_choice=FINAL_ANSWER)
+        bound = ctx.bound_model(plan, use_tools)
         reply = await _call(ctx, plan, bound, messages, record)
         calls = reply.tool_calls or []
         final = next((c for c in calls if c["name"] == FINAL_ANSWER), None)
