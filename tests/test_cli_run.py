@@ -152,3 +152,29 @@ def test_cost_budget_through_the_cli_exits_3(tmp_path: Path, stub_llm: StubLLM) 
     assert stub_llm.calls == 2  # $0.003 each: the third call would start past the budget
     assert "budget_exceeded: budget of $0.005 reached" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("Workflow cost: $0.006")
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_what_ran(tmp_path: Path, stub_llm: StubLLM) -> None:
+    import signal
+    import time
+
+    workflow = yaml.safe_load((ROOT / "examples" / "loop.yaml").read_text())
+    workflow["config"] = {"llm": {"provider": "openai", "model": "gpt-4o-mini",
+                                  "api_base": stub_llm.base_url}}  # fmt: skip
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump(workflow))
+    stub_llm.script(Reply.tool_calls([("final_answer", {"draft": "first"})]))
+    stub_llm.responder = lambda request: Reply.text("never sent", delay=30)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "configurable_agents", "run", str(path), "-i", "topic=x"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while stub_llm.calls < 2 and time.monotonic() < deadline:  # wait for the slow second call
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert json.loads(stdout)["draft"] == "first"
+    assert "cancelled: run cancelled" in stderr
+    assert "Traceback" not in stderr
