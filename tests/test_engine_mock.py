@@ -121,3 +121,13 @@ def test_node_id_equal_to_a_state_field_runs(tmp_path: Path) -> None:
         'Products: ["mock products 1", "mock products 2", "mock products 3"]'
         in result.records[1].prompt
     )
+
+
+def test_recursion_limit_is_honoured(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "examples" / "loop.yaml").read_text())
+    data["edges"][2]["loop"]["max_iterations"] = 50
+    data["config"] = {"execution": {"recursion_limit": 6}}
+    result = run_workflow(_workflow(tmp_path, yaml.safe_dump(data)), {"topic": "t"}, llm="mock")
+    assert result.status is RunStatus.FAILED
+    assert result.error == "recursion_limit of 6 steps reached"
+    assert len(result.records) == 6
