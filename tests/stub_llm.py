@@ -204,11 +204,8 @@ def _render(reply: Reply, request: JSON, new_id: Callable[[], int]) -> tuple[int
     message.update({"tool_calls": calls} if calls else {})
     finish = "tool_calls" if calls else "stop"
     choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
-    return (
-        200,
-        headers,
-        _dump({**base, "object": "chat.completion", "choices": [choice], "usage": usage}),
-    )
+    body = {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
+    return 200, headers, _dump(body)
 
 
 def _render_error(reply: Reply) -> tuple[int, JSON, bytes]:
@@ -302,10 +299,9 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.stub._in_flight():
             if urlsplit(self.path).path.rstrip("/") != "/v1/models":
                 return self._send(*_render_error(Reply.error(404)))
-            data = [{"id": "stub-model", "object": "model", "created": 0, "owned_by": "stub"}]
-            return self._send(
-                200, {"Content-Type": "application/json"}, _dump({"object": "list", "data": data})
-            )
+            model = {"id": "stub-model", "object": "model", "created": 0, "owned_by": "stub"}
+            body = _dump({"object": "list", "data": [model]})
+            return self._send(200, {"Content-Type": "application/json"}, body)
 
     def do_POST(self) -> None:
         raw, stub = self.rfile.read(int(self.headers.get("Content-Length") or 0)), self.server.stub

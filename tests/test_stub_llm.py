@@ -25,9 +25,9 @@ def chat(stub: StubLLM, **kwargs: Any) -> Any:
     return ChatOpenAI(base_url=stub.base_url, **options)
 
 
-def client(stub: StubLLM, **kwargs: Any) -> Any:
+def client(stub: StubLLM) -> Any:
     """A real openai.OpenAI client pointed at the stub, without retries."""
-    return openai.OpenAI(base_url=stub.base_url, api_key="test", **{"max_retries": 0, **kwargs})
+    return openai.OpenAI(base_url=stub.base_url, api_key="test", max_retries=0)
 
 
 class Address(BaseModel):
@@ -36,7 +36,7 @@ class Address(BaseModel):
 
 
 class Person(BaseModel):
-    """A nested model with list, dict, optional, literal and bounded fields."""
+    """A nested model with list, dict, optional and literal fields."""
 
     name: str
     tags: list[str]
@@ -315,7 +315,7 @@ def test_max_in_flight_counts_overlapping_requests(stub_llm: StubLLM) -> None:
     llm.invoke("warm up")
     llm.invoke("one at a time")
     assert stub_llm.max_in_flight == 1
-    stub_llm.script(*[Reply.text(f"slow {i}", delay=0.5) for i in range(4)])
+    stub_llm.script(*[Reply.text(f"slow {i}", delay=0.3) for i in range(4)])
     start = threading.Barrier(4)
     answers: list[str] = []
 
