@@ -1,11 +1,12 @@
 """Every file in ``tests/invalid/`` holds one mistake and must get exactly that one located error.
 
-Each file starts with comment lines saying what is expected::
+Each YAML file starts with comment lines saying what is expected (a JSON file, which cannot hold
+comments, has them in a sibling ``<name>.expect`` file)::
 
     # path: nodes[0].promt
     # line: 11
     # message: unknown key 'promt'
-    # suggestion: prompt          (optional)
+    # suggestion: prompt          (optional; when absent, no suggestion may be given)
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import pytest
 
 from configurable_agents import validate_workflow
 
-CASES = sorted((Path(__file__).parent / "invalid").glob("*.*"))
+CASES = sorted(
+    p for p in (Path(__file__).parent / "invalid").iterdir() if p.suffix in (".yaml", ".json")
+)
 _HEADER = re.compile(r"^#\s*(path|line|column|message|suggestion):\s*(.*?)\s*$")
 
 
 def _expectations(path: Path) -> dict[str, str]:
+    source = path.with_suffix(".expect") if path.suffix == ".json" else path
     expected: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in source.read_text(encoding="utf-8").splitlines():
         match = _HEADER.match(line)
         if not match:
             break

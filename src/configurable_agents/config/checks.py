@@ -35,12 +35,17 @@ class Known:
 
     Attributes:
         node_ids: Ids of left-out nodes (edges may still name them).
+        unnamed_nodes: A left-out node had no usable id, so an edge naming an unknown node may
+            mean it.
         fields: State fields declared or written by left-out items (types unknown).
+        fan_out_targets: Targets of left-out `parallel` edges (their templates see `{item}`).
         incomplete: Something structural was left out, so whole-graph checks would mislead.
     """
 
     node_ids: set[str] = field(default_factory=set)
+    unnamed_nodes: bool = False
     fields: set[str] = field(default_factory=set)
+    fan_out_targets: set[str] = field(default_factory=set)
     incomplete: bool = False
 
 
@@ -70,7 +75,7 @@ class _Checker:
         self.node_ids = {node.id for node in config.nodes} | known.node_ids
         self.parallel_targets = {
             e.parallel.target_node for e in config.edges if e.parallel is not None
-        }
+        } | known.fan_out_targets
         self.endpoints_ok = True
 
     def add(self, loc: Loc, message: str, **extra: object) -> None:
@@ -175,6 +180,8 @@ class _Checker:
                 self.add(("nodes", index, "outputs", k), f"{name!r} cannot be a state field name")
         for name, spec, loc in self._output_types(index, node):
             target = self.fields.get(name)
+            if target is None and name in self.known.fields:
+                continue  # its declaration was left out: its type is unknown
             if target is None:
                 self.fields[name] = spec
                 self.implicit.append(name)
@@ -193,11 +200,15 @@ class _Checker:
         nodes = {node.id: node for node in self.config.nodes}
         for index, edge in enumerate(self.config.edges):
             spec = edge.parallel
-            if spec is None or spec.target_node not in nodes:
+            if spec is None:
+                continue
+            if spec.target_node not in nodes:
+                self.known.fields.add(spec.collect_field)  # the target was left out or is unknown
                 continue
             loc: Loc = ("edges", index, "parallel")
             target = nodes[spec.target_node]
             if len(target.outputs) != 1:
+                self.known.fields.add(spec.collect_field)
                 self.add(
                     (*loc, "target_node"),
                     f"fan-out target {target.id!r} must have exactly one output to collect, "
@@ -333,6 +344,9 @@ class _Checker:
         elif not source and name == START:
             self.add(loc, "no edge can lead to START")
         elif name not in self.node_ids and name not in (START, END):
+            if self.known.unnamed_nodes:
+                self.endpoints_ok = False
+                return  # it may be the node whose id is missing, already reported
             self.add(loc, f"unknown node {name!r}", suggestion=closest(name, self.node_ids))
         else:
             return
@@ -353,7 +367,6 @@ class _Checker:
             spec = edge.parallel
             self._endpoint((*loc, "parallel", "target_node"), spec.target_node, source=False)
             self._typed_field((*loc, "parallel", "items_field"), spec.items_field, "list")
-            self._typed_field((*loc, "parallel", "collect_field"), spec.collect_field, "list")
         elif isinstance(edge.to, list):
             for k, name in enumerate(edge.to):
                 self._endpoint((*loc, "to", k), name, source=False)

@@ -146,12 +146,23 @@ def _prune(data: dict[str, Any], locs: list[Loc], known: Known) -> dict[str, Any
         known.incomplete = True
     for index in drop_nodes:
         raw = data["nodes"][index]
-        if isinstance(raw, dict):
-            if isinstance(raw.get("id"), str):
-                known.node_ids.add(raw["id"])
-            outputs = raw.get("outputs")
-            if isinstance(outputs, list):
-                known.fields.update(o for o in outputs if isinstance(o, str))
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(raw_id, str):
+            known.node_ids.add(raw_id)
+        else:
+            known.unnamed_nodes = True
+        outputs = raw.get("outputs") if isinstance(raw, dict) else None
+        if isinstance(outputs, list):
+            known.fields.update(o for o in outputs if isinstance(o, str))
+    for index in drop_edges:
+        raw = data["edges"][index]
+        spec = raw.get("parallel") if isinstance(raw, dict) else None
+        if isinstance(spec, dict):
+            known.fields.update(
+                v for k, v in spec.items() if k.endswith("_field") and isinstance(v, str)
+            )
+            if isinstance(spec.get("target_node"), str):
+                known.fan_out_targets.add(spec["target_node"])
     data["nodes"] = [n for i, n in enumerate(data.get("nodes", [])) if i not in drop_nodes]
     data["edges"] = [e for i, e in enumerate(data.get("edges", [])) if i not in drop_edges]
     if not data["nodes"] and drop_nodes:

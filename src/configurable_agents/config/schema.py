@@ -39,12 +39,11 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def _identifier(value: str, what: str) -> str:
     if not IDENTIFIER.match(value):
-        raise PydanticCustomError(
-            "not_identifier",
-            "{what} must be an identifier (letters, digits and _, not starting with a digit), "
-            "not {value!r}",
-            {"what": what, "value": value},
+        message = (
+            f"{what} must be an identifier (letters, digits and _, not starting with a digit), "
+            f"not {value!r}"
         )
+        raise PydanticCustomError("not_identifier", message.replace("{", "{{").replace("}", "}}"))
     return value
 
 
@@ -187,9 +186,7 @@ class Node(ConfigModel):
     def _id(cls, value: str) -> str:
         if value in (START, END):
             raise PydanticCustomError(
-                "reserved_id",
-                "{value!r} is reserved for edges; choose another node id",
-                {"value": value},
+                "reserved_id", f"'{value}' is reserved for edges; choose another node id"
             )
         return _identifier(value, "a node id")
 

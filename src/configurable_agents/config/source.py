@@ -140,11 +140,13 @@ def _read_text(path: Path, name: str) -> str:
 
 
 def _parse_json(text: str, name: str) -> SourceDocument:
+    duplicates: list[str] = []
+
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key, value in pairs:
             if key in result:
-                raise _fail(name, f"duplicate key {key!r}")
+                duplicates.append(key)
             result[key] = value
         return result
 
@@ -152,22 +154,22 @@ def _parse_json(text: str, name: str) -> SourceDocument:
         data = json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as exc:
         before = text[: exc.pos].rstrip()
-        problem = (
-            "trailing comma"
-            if before.endswith(",") and text[exc.pos : exc.pos + 1] in "}]"
-            else exc.msg
-        )
+        trailing = before.endswith(",") and text[exc.pos : exc.pos + 1] in "}]"
+        problem = "trailing comma" if trailing else exc.msg
         raise _fail(name, f"invalid JSON: {problem}", exc.lineno, exc.colno) from None
     except RecursionError:
         raise _fail(name, f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
     document = SourceDocument(name, data, text)
     try:
-        # JSON is YAML's flow style: compose it only to learn where each value stands.
+        # JSON is YAML's flow style: compose it to learn where each value (and duplicate) is.
         _Builder(document).build(yaml.compose(text, Loader=_SAFE_LOADER))
-    except (yaml.YAMLError, SourceError, RecursionError):
-        document.values.clear()
-        document.keys.clear()
-        document.spans.clear()
+    except SourceError:
+        if duplicates:
+            raise
+    except (yaml.YAMLError, RecursionError):
+        pass  # positions are a nicety for JSON: those found so far are kept
+    if duplicates:
+        raise _fail(name, f"duplicate key {duplicates[0]!r}")
     document.data = data
     return document
 
