@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..tools.specs import BUILTIN_TOOL_CONFIGS, tool_config_issues
-from .conditions import Comparison, ConditionError, Literal, Path, parse_condition
+from .condition_checks import condition_problem
 from .diagnostics import closest
 from .issues import Found, Loc
 from .schema import END, IDENTIFIER, START, Node, WorkflowConfig
-from .state import StateField, field_spec, schema_mismatch
+from .scope import Scope
+from .state import StateField, schema_mismatch
 from .templates import TemplateError, parse_template
 from .types import ANY, TypeExpr
 
@@ -77,6 +78,7 @@ class _Checker:
             e.parallel.target_node for e in config.edges if e.parallel is not None
         } | known.fan_out_targets
         self.endpoints_ok = True
+        self.scope = Scope(self.fields, known.fields)
 
     def add(self, loc: Loc, message: str, **extra: object) -> None:
         self.found.add(loc, message, **extra)
@@ -249,7 +251,7 @@ class _Checker:
         for part in parts:
             if isinstance(part, str):
                 continue
-            problem, suggestion = self._resolve(part.path, extra)
+            problem, suggestion = self.scope.resolve(part.path, extra)
             if problem:
                 self.add(
                     loc,
@@ -258,55 +260,6 @@ class _Checker:
                     needle=f"{{{part.text}",
                     code="template",
                 )
-
-    def _resolve(
-        self, path: tuple[str, ...], extra: dict[str, TypeExpr]
-    ) -> tuple[str | None, str | None]:
-        """Check a dotted path; return (problem, suggestion), or (None, None) when it resolves."""
-        parts = path
-        if parts[0] == "state":
-            if len(parts) == 1:
-                return "'state' needs a field name, as in {state.topic}", None
-            parts = parts[1:]
-            names = list(self.fields)
-        else:
-            if parts[0] in extra:
-                return self._walk(parts, extra[parts[0]], None)
-            names = [*self.fields, *extra]
-        head = parts[0]
-        if head in self.known.fields and head not in self.fields:
-            return None, None
-        if head not in self.fields:
-            return f"no state field {head!r}", closest(head, names)
-        spec = self.fields[head]
-        return self._walk(parts, spec.type_expr, spec.schema_)
-
-    def _walk(
-        self, parts: tuple[str, ...], expr: TypeExpr, schema: dict | None
-    ) -> tuple[str | None, str | None]:
-        for depth, name in enumerate(parts[1:], start=1):
-            if expr.kind in ("any", "dict"):
-                return None, None
-            if expr.kind != "object" or not schema:
-                return f"{'.'.join(parts[:depth])} is {expr}; it has no field {name!r}", None
-            if name not in schema:
-                return f"{'.'.join(parts[:depth])} has no field {name!r}", closest(name, schema)
-            sub = field_spec(schema[name])
-            expr, schema = sub.type_expr, sub.schema_
-        return None, None
-
-    def _path_type(self, parts: tuple[str, ...]) -> TypeExpr | None:
-        head = parts[0]
-        if head not in self.fields:
-            return None
-        spec = self.fields[head]
-        expr, schema = spec.type_expr, spec.schema_
-        for name in parts[1:]:
-            if expr.kind != "object" or not schema or name not in schema:
-                return ANY
-            sub = field_spec(schema[name])
-            expr, schema = sub.type_expr, sub.schema_
-        return expr
 
     def _tools(self, index: int, node: Node) -> None:
         allowed = self.config.config.tools.allowed_modules
@@ -405,59 +358,7 @@ class _Checker:
                 self._condition((*loc, "routes", k, "condition"), route.expression)
 
     def _condition(self, loc: Loc, text: str) -> None:
-        try:
-            condition = parse_condition(text)
-        except ConditionError as exc:
-            self.add(loc, f"condition {text!r}: {exc}", code="condition")
-            return
-        for path in condition.paths():
-            problem, suggestion = self._resolve(path.parts, {})
-            if problem:
-                self.add(
-                    loc, f"condition {text!r}: {problem}", suggestion=suggestion, code="condition"
-                )
-                return
-        for comparison in condition.comparisons():
-            problem = self._never_true(comparison)
-            if problem:
-                self.add(loc, f"condition {text!r} can never be true: {problem}", code="condition")
-                return
-
-    def _never_true(self, comparison: Comparison) -> str | None:
-        operands = [comparison.left, *comparison.rights]
-        for op, left, right in zip(comparison.ops, operands, operands[1:], strict=False):
-            if op in ("in", "not in"):
-                if isinstance(left, Path) and isinstance(right, Literal):
-                    left_type = self._path_type(left.parts)
-                    items = right.value if isinstance(right.value, list) else None
-                    if (
-                        left_type
-                        and items is not None
-                        and items
-                        and not any(_literal_fits(left_type, v) for v in items)
-                    ):
-                        return f"{'.'.join(left.parts)} is {left_type}, no listed value is"
-                continue
-            for path, literal in ((left, right), (right, left)):
-                if isinstance(path, Path) and isinstance(literal, Literal):
-                    path_type = self._path_type(path.parts)
-                    if path_type and not _literal_fits(path_type, literal.value):
-                        return (
-                            f"{'.'.join(path.parts)} is {path_type}, compared with "
-                            f"{type(literal.value).__name__} {literal.value!r}"
-                        )
-        return None
-
-
-def _literal_fits(expr: TypeExpr, value: object) -> bool:
-    if value is None or expr.kind == "any":
-        return True
-    if expr.kind == "bool":
-        return isinstance(value, bool)
-    if expr.kind in ("int", "float"):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if expr.kind == "str":
-        return isinstance(value, str)
-    if expr.kind == "list":
-        return isinstance(value, list)
-    return isinstance(value, dict)
+        problem = condition_problem(text, self.scope)
+        if problem is not None:
+            message, suggestion = problem
+            self.add(loc, f"condition {text!r}{message}", suggestion=suggestion, code="condition")

@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from ._model import ConfigModel, by_shape
 from .settings import Config, LLMConfig
-from .state import SchemaEntry, StateSchema, parse_type_field
+from .state import SchemaEntry, StateSchema, TypeName
 from .types import TypeExpr, parse_type
 
 __all__ = [
@@ -69,7 +69,7 @@ class OutputField(ConfigModel):
     name: str
     """Output name; must be listed in the node's `outputs`."""
 
-    type: str
+    type: TypeName
     """Type of the value, as for state fields."""
 
     description: str | None = None
@@ -77,12 +77,6 @@ class OutputField(ConfigModel):
 
     schema_: dict[str, SchemaEntry] | None = Field(default=None, alias="schema")
     """Fields of an `object` type, nested to any depth."""
-
-    @field_validator("type")
-    @classmethod
-    def _parse_type(cls, value: str) -> str:
-        parse_type_field(value)
-        return value
 
     @field_validator("name")
     @classmethod
@@ -99,7 +93,7 @@ class OutputSchema(ConfigModel):
     """Shape of a node's structured output: an object with named fields, or one simple type whose
     value goes to the node's single output."""
 
-    type: str = "object"
+    type: TypeName = "object"
     """`object` with `fields`, or a simple type such as `str` or `list[str]`."""
 
     fields: list[OutputField] | None = None
@@ -107,12 +101,6 @@ class OutputSchema(ConfigModel):
 
     description: str | None = None
     """What the output holds."""
-
-    @field_validator("type")
-    @classmethod
-    def _parse_type(cls, value: str) -> str:
-        parse_type_field(value)
-        return value
 
     @model_validator(mode="after")
     def _fields_match_type(self) -> OutputSchema:

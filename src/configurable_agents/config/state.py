@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from ._model import ConfigModel, by_shape
@@ -14,6 +14,7 @@ from .types import TYPE_NAMES, TypeExpr, TypeSyntaxError, parse_type
 __all__ = [
     "StateField",
     "StateSchema",
+    "TypeName",
     "check_value",
     "field_spec",
     "parse_type_field",
@@ -33,13 +34,22 @@ def parse_type_field(value: str) -> TypeExpr:
         ) from None
 
 
+def _type_name(value: str) -> str:
+    parse_type_field(value)
+    return value
+
+
+TypeName = Annotated[str, AfterValidator(_type_name)]
+"""A type string of the workflow language, checked when the file is loaded."""
+
+
 class StateField(ConfigModel):
     """A typed state field, or a field of an ``object`` schema.
 
     In a ``schema`` mapping, an entry may be written as a bare type string (``age: int``).
     """
 
-    type: str
+    type: TypeName
     """Type of the value: `str`, `int`, `float`, `bool`, `list`, `dict`, `list[T]`,
     `dict[K, V]` or `object` (which needs `schema`)."""
 
@@ -59,12 +69,6 @@ class StateField(ConfigModel):
     """Value the field holds before anything writes it. Must be of the field's type."""
 
     _type: TypeExpr = PrivateAttr()
-
-    @field_validator("type")
-    @classmethod
-    def _parse_type(cls, value: str) -> str:
-        parse_type_field(value)
-        return value
 
     @field_validator("default")
     @classmethod

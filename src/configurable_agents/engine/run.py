@@ -81,6 +81,12 @@ def _plans(workflow: Workflow, llm: str | None, env: Mapping[str, str]) -> dict[
     return plans
 
 
+def _load(workflow_or_path: Workflow | str | os.PathLike[str]) -> Workflow:
+    if isinstance(workflow_or_path, Workflow):
+        return workflow_or_path
+    return load_workflow(Path(workflow_or_path))
+
+
 def _outputs(workflow: Workflow, state: dict[str, Any]) -> dict[str, Any]:
     written = {name for node in workflow.config.nodes for name in node.outputs}
     written |= {e.parallel.collect_field for e in workflow.config.edges if e.parallel is not None}
@@ -177,11 +183,7 @@ def prepare_workflow(
     """
     from .graph import build_graph
 
-    workflow = (
-        workflow_or_path
-        if isinstance(workflow_or_path, Workflow)
-        else load_workflow(Path(workflow_or_path))
-    )
+    workflow = _load(workflow_or_path)
     env = os.environ if env is None else env
     plans = _plans(workflow, llm, env)
     return PreparedWorkflow(workflow, llm, plans, env, build_graph(workflow, plans))
@@ -197,11 +199,7 @@ async def arun_workflow(
     on_record: Callable[[NodeRecord], None] | None = None,
 ) -> RunResult:
     """Run a workflow and return its result; see :func:`run_workflow`."""
-    workflow = (
-        workflow_or_path
-        if isinstance(workflow_or_path, Workflow)
-        else load_workflow(Path(workflow_or_path))
-    )
+    workflow = _load(workflow_or_path)
     check_inputs(workflow, inputs or {})
     prepared = prepare_workflow(workflow, llm=llm, env=env)
     return await prepared.arun(inputs, tags=tags, on_record=on_record)
