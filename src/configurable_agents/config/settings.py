@@ -179,6 +179,10 @@ class ObservabilityConfig(ConfigModel):
     prometheus: PrometheusConfig = PrometheusConfig()
     """Prometheus metrics."""
 
+    pricing_file: str | None = None
+    """Price file (`pricing.yaml`) adding or overriding model prices, relative to the workflow
+    file. Default: `$CONFIGURABLE_AGENTS_PRICING`, else the bundled `genai-prices` database."""
+
 
 class Config(ConfigModel):
     """Workflow-wide settings."""

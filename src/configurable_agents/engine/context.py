@@ -13,7 +13,7 @@ from ..config.loader import Workflow
 from ..llm.outputs import FINAL_ANSWER
 from ..llm.settings import LLMSettings
 from ..llm.usage import TokenUsage
-from ..observability.pricing import price_call
+from ..observability.pricing import PriceBook
 from .records import NodeRecord
 
 if TYPE_CHECKING:
@@ -51,12 +51,14 @@ class RunContext:
         workflow: Workflow,
         *,
         env: Mapping[str, str],
+        prices: PriceBook | None = None,
         on_record: Callable[[NodeRecord], None] | None = None,
         models: dict[Any, Any] | None = None,
     ) -> None:
         execution = workflow.config.config.execution
         self.workflow = workflow
         self.env = env
+        self.prices = prices or PriceBook()
         self.on_record = on_record
         self.max_cost = (
             Decimal(str(execution.max_cost_usd)) if execution.max_cost_usd is not None else None
@@ -101,7 +103,7 @@ class RunContext:
         """
         cost = Decimal(0)
         if self.max_cost is not None:
-            price = price_call(settings.provider, settings.model, TokenUsage(prompt_tokens))
+            price = self.prices.price(settings.provider, settings.model, TokenUsage(prompt_tokens))
             cost = price.cost_usd or Decimal(0)
             committed = self.spent_cost + self._held_cost
             if committed + cost > self.max_cost:

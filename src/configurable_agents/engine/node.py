@@ -20,7 +20,6 @@ from ..config.templates import render_template
 from ..llm.outputs import FINAL_ANSWER
 from ..llm.settings import LLMSettings
 from ..llm.usage import TokenUsage
-from ..observability.pricing import price_call
 from .calls import call_with_retries, describe_error
 from .context import NodeFailed, RunContext, estimate_tokens
 from .records import NodeRecord, ToolCallRecord
@@ -153,7 +152,7 @@ async def _call(
                 bound, messages, timeout=plan.settings.timeout, retries=plan.max_retries
             )
         usage = TokenUsage.from_metadata(getattr(reply, "usage_metadata", None))
-        price = price_call(plan.settings.provider, plan.settings.model, usage)
+        price = ctx.prices.price(plan.settings.provider, plan.settings.model, usage)
         cost = price.cost_usd
         record.price_source = price.source
         return reply

@@ -19,6 +19,7 @@ from typing import Any
 from ..config.loader import Workflow, load_workflow
 from ..llm.outputs import FINAL_ANSWER, output_model
 from ..llm.settings import parse_llm_override, resolve_llm
+from ..observability.pricing import PriceBook, PricingError, load_price_book
 from .calls import describe_error
 from .context import BudgetExceeded, NodeFailed, RunContext
 from .inputs import check_inputs
@@ -32,10 +33,21 @@ class SetupError(Exception):
     """The workflow cannot start: a provider's package or key, or a tool, is missing."""
 
 
-def _plans(workflow: Workflow, llm: str | None, env: Mapping[str, str]) -> dict[str, NodePlan]:
+def _price_book(workflow: Workflow) -> PriceBook:
+    name = workflow.config.config.observability.pricing_file
+    if name is not None and workflow.source and not Path(name).is_absolute():
+        name = str(Path(workflow.source).parent / name)
+    try:
+        return load_price_book(name)
+    except PricingError as exc:
+        raise SetupError(f"price file: {exc}") from None
+
+
+def _plans(
+    workflow: Workflow, llm: str | None, env: Mapping[str, str], prices: PriceBook
+) -> dict[str, NodePlan]:
     from ..llm.providers import ProviderError, check_provider
     from ..llm.usage import TokenUsage
-    from ..observability.pricing import price_call
 
     override = parse_llm_override(llm) if llm else None
     config = workflow.config.config
@@ -47,7 +59,7 @@ def _plans(workflow: Workflow, llm: str | None, env: Mapping[str, str]) -> dict[
             check_provider(settings, env)
         except ProviderError as exc:
             problems.setdefault(str(exc), []).append(node.id)
-        unpriced = price_call(settings.provider, settings.model, TokenUsage(1)).cost_usd is None
+        unpriced = prices.price(settings.provider, settings.model, TokenUsage(1)).cost_usd is None
         if config.execution.max_cost_usd is not None and unpriced:
             problem = (
                 f"max_cost_usd is set but {settings.provider}/{settings.model} has no known "
@@ -108,6 +120,7 @@ class PreparedWorkflow:
     llm: str | None
     plans: dict[str, NodePlan]
     env: Mapping[str, str]
+    prices: PriceBook
     graph: Any = None
     _models: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
@@ -128,7 +141,9 @@ class PreparedWorkflow:
         workflow = self.workflow
         state = check_inputs(workflow, inputs or {})
         models = self._models.setdefault(asyncio.get_running_loop(), {})
-        ctx = RunContext(workflow, env=self.env, on_record=on_record, models=models)
+        ctx = RunContext(
+            workflow, env=self.env, prices=self.prices, on_record=on_record, models=models
+        )
         ctx.state = dict(state)
         execution = workflow.config.config.execution
         run_config = {
@@ -185,8 +200,9 @@ def prepare_workflow(
 
     workflow = _load(workflow_or_path)
     env = os.environ if env is None else env
-    plans = _plans(workflow, llm, env)
-    return PreparedWorkflow(workflow, llm, plans, env, build_graph(workflow, plans))
+    prices = _price_book(workflow)
+    plans = _plans(workflow, llm, env, prices)
+    return PreparedWorkflow(workflow, llm, plans, env, prices, build_graph(workflow, plans))
 
 
 async def arun_workflow(

@@ -1,20 +1,42 @@
-"""USD cost of model calls, from the `genai-prices` database (bundled, works offline).
+"""USD cost of model calls: an optional override file first, then the `genai-prices` database.
 
-A model the database does not know is *unpriced*: its cost is ``None``, never $0. The offline
-``mock`` provider is free. Self-hosted ``ollama`` models are unpriced.
+`genai-prices` is bundled and works offline; it knows cached-input reads and writes, reasoning
+tokens (billed as output) and long-context tiers. A price file (`pricing.yaml`) adds or replaces
+prices for custom, self-hosted or negotiated models, with effective dates. A model neither knows is
+*unpriced*: its cost is ``None``, never $0. The offline ``mock`` provider is free.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 
+from pydantic import Field, ValidationError
+
+from ..config._model import ConfigModel
 from ..llm.usage import TokenUsage
 
-__all__ = ["Price", "price_call"]
+__all__ = [
+    "PRICING_ENV",
+    "ModelPrice",
+    "Price",
+    "PriceBook",
+    "PricingError",
+    "PricingFile",
+    "load_price_book",
+    "price_call",
+]
+
+PRICING_ENV = "CONFIGURABLE_AGENTS_PRICING"
+"""Environment variable naming a price file, used when the workflow names none."""
 
 _PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "google": "google"}
+_MILLION = Decimal(1_000_000)
 
 
 @dataclass(frozen=True)
@@ -23,11 +45,122 @@ class Price:
 
     Attributes:
         cost_usd: Cost in US dollars, or ``None`` when the model is unpriced.
-        source: ``genai-prices <version>``, ``mock``, or why it is unpriced.
+        source: ``genai-prices <version>``, ``<price file>``, ``mock``, or why it is unpriced.
     """
 
     cost_usd: Decimal | None
     source: str
+
+
+class ModelPrice(ConfigModel):
+    """Prices of one model in a price file, in US dollars per million tokens."""
+
+    provider: str
+    """Provider as workflows name it (`openai`, `ollama` ...)."""
+
+    model: str
+    """Model name as workflows spell it."""
+
+    input_per_mtok: Decimal = Field(ge=0, strict=False)
+    """Uncached input tokens."""
+
+    output_per_mtok: Decimal = Field(ge=0, strict=False)
+    """Output tokens, reasoning tokens included."""
+
+    cached_input_per_mtok: Decimal | None = Field(default=None, ge=0, strict=False)
+    """Input tokens read from the provider's cache. Default: the input price."""
+
+    cache_write_per_mtok: Decimal | None = Field(default=None, ge=0, strict=False)
+    """Input tokens written to the provider's cache. Default: the input price."""
+
+    effective_from: dt.date | None = Field(default=None, strict=False)
+    """First day the price applies (UTC). Default: always."""
+
+    effective_until: dt.date | None = Field(default=None, strict=False)
+    """Last day the price applies (UTC). Default: forever."""
+
+    def applies(self, provider: str, model: str, day: dt.date) -> bool:
+        """Whether this entry prices ``provider/model`` on ``day``."""
+        return (
+            (self.provider, self.model) == (provider, model)
+            and (self.effective_from is None or self.effective_from <= day)
+            and (self.effective_until is None or day <= self.effective_until)
+        )
+
+    def cost(self, usage: TokenUsage) -> Decimal:
+        """Cost of ``usage``; cached and cache-write tokens are taken out of the input once."""
+        cached = self.cached_input_per_mtok
+        write = self.cache_write_per_mtok
+        fresh = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
+        total = (
+            fresh * self.input_per_mtok
+            + usage.cached_tokens * (self.input_per_mtok if cached is None else cached)
+            + usage.cache_write_tokens * (self.input_per_mtok if write is None else write)
+            + usage.output_tokens * self.output_per_mtok
+        )
+        return total / _MILLION
+
+
+class PricingFile(ConfigModel):
+    """A price file: `models`, a list of model prices."""
+
+    models: list[ModelPrice] = Field(default_factory=list)
+    """Prices; the first entry matching provider, model and date wins."""
+
+
+class PricingError(Exception):
+    """A price file that cannot be used; the message is located (file:line:col)."""
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    """Prices for a run: overrides from a price file, then `genai-prices`.
+
+    Attributes:
+        overrides: Entries of the price file, in file order.
+        source: The price file's path, if any.
+    """
+
+    overrides: Sequence[ModelPrice] = ()
+    source: str | None = None
+    _today: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date(), repr=False)
+
+    def price(self, provider: str, model: str, usage: TokenUsage) -> Price:
+        """Price one call's usage."""
+        for entry in self.overrides:
+            if entry.applies(provider, model, self._today):
+                return Price(entry.cost(usage), str(self.source))
+        return price_call(provider, model, usage)
+
+
+def load_price_book(path: str | os.PathLike[str] | None = None) -> PriceBook:
+    """The price book from ``path``, else from ``$CONFIGURABLE_AGENTS_PRICING``, else none.
+
+    Raises:
+        PricingError: the file is missing or invalid; every problem is listed, located.
+    """
+    from ..config.diagnostics import format_path
+    from ..config.source import SourceError, read_source
+    from ..config.structure import structure_issues
+
+    chosen = path if path is not None else os.environ.get(PRICING_ENV)
+    if not chosen:
+        return PriceBook()
+    try:
+        document = read_source(Path(chosen))
+    except SourceError as exc:
+        raise PricingError(exc.diagnostic.format()) from None
+    try:
+        parsed = PricingFile.model_validate(document.data)
+    except ValidationError as exc:
+        lines = []
+        for issue in structure_issues(exc, document.data, PricingFile):
+            line, column = document.locate(issue.loc, key=issue.at_key) or (0, 0)
+            lines.append(
+                f"{document.file}:{line}:{column}: {format_path(issue.loc)}: {issue.message}"
+            )
+        raise PricingError("; ".join(lines)) from None
+    return PriceBook(tuple(parsed.models), str(chosen))
 
 
 @lru_cache(maxsize=1)
@@ -38,7 +171,8 @@ def _version() -> str:
 
 
 def price_call(provider: str, model: str, usage: TokenUsage) -> Price:
-    """Price one call's usage (cached and reasoning tokens at their own rates, tiers applied)."""
+    """Price one call from `genai-prices` (tiers applied; cached and reasoning tokens at their
+    own rates, never counted twice)."""
     if provider == "mock":
         return Price(Decimal(0), "mock")
     provider_id = _PROVIDER_IDS.get(provider)
