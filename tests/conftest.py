@@ -12,6 +12,16 @@ from .stub_llm import StubLLM
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _no_recording_unless_asked(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Examples enable MLflow; tests record only where they mean to, and never in the repo or
+    the user's spool."""
+    monkeypatch.setenv("CONFIGURABLE_AGENTS_TRACING", "off")
+    monkeypatch.setenv("CONFIGURABLE_AGENTS_SPOOL", str(tmp_path_factory.mktemp("spool") / "s.db"))
+
+
 @pytest.fixture
 def examples_dir() -> Path:
     """The repository's ``examples/`` folder."""

@@ -212,6 +212,7 @@ def _parse_tags(pairs: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the result as JSON.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Label the run.")
+@click.option("--trace", is_flag=True, help="Record this run in MLflow (whatever the file says).")
 @click.option("--verbose", "-v", is_flag=True, help="Show prompts, tool calls and outputs.")
 def run(
     file: Path,
@@ -220,6 +221,7 @@ def run(
     llm: str | None,
     output: Path | None,
     tags: tuple[str, ...],
+    trace: bool,
     verbose: bool,
 ) -> None:
     """Run a workflow FILE and print its outputs as JSON.
@@ -246,7 +248,7 @@ def run(
     inputs = _parse_inputs(workflow, pairs, input_file)
     try:
         check_inputs(workflow, inputs)
-        prepared = prepare_workflow(workflow, llm=llm)
+        prepared = prepare_workflow(workflow, llm=llm, trace=trace or None)
     except (InputError, SetupError) as exc:
         _fail_input(str(exc))
     holder: dict[str, Any] = {}
@@ -273,8 +275,51 @@ def run(
         click.echo(f"{result.status.value}: {result.error}", err=True)
         if result.status.value != "success":
             click.echo("partial state: " + json.dumps(result.state, default=str), err=True)
+    if result.trace_id:
+        click.echo(f"Trace {result.trace_id} recorded to {prepared.recorder.destination}", err=True)
     click.echo(closing_line(result), err=True)
     sys.exit(130 if interrupted else EXIT_CODES[result.status.value])
+
+
+@app.group()
+def observability() -> None:
+    """The local spool of runs waiting for MLflow, and the tracking store."""
+
+
+@observability.command()
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+def flush(timeout: float | None) -> None:
+    """Write every spooled run to its MLflow store now."""
+    import time
+
+    from .observability.spool import Spool
+    from .observability.writer import drain
+
+    spool = Spool()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        written = drain(spool, deadline=deadline)
+    except Exception as exc:
+        click.echo(f"error: {type(exc).__name__}: {exc}; runs stay spooled", err=True)
+        sys.exit(1)
+    left = spool.pending()
+    click.echo(f"wrote {written} run(s); {left} left in {spool.path}")
+    sys.exit(1 if left else 0)
+
+
+@observability.command()
+def status() -> None:
+    """Show the spool's backlog."""
+    from .observability.spool import Spool
+
+    spool = Spool()
+    backlog = spool.backlog()
+    click.echo(f"spool: {spool.path}")
+    click.echo(f"waiting: {backlog['items']} run(s)")
+    if backlog["oldest_age_s"] is not None:
+        click.echo(f"oldest: {backlog['oldest_age_s']} s")
+    if backlog["last_error"]:
+        click.echo(f"last error: {backlog['last_error']}")
 
 
 def _write(text: str, output: Path | None) -> None:

@@ -22,7 +22,7 @@ from ..llm.settings import LLMSettings
 from ..llm.usage import TokenUsage
 from .calls import call_with_retries, describe_error
 from .context import NodeFailed, RunContext, estimate_tokens
-from .records import NodeRecord, ToolCallRecord
+from .records import ModelCallRecord, NodeRecord, ToolCallRecord
 
 __all__ = ["NodePlan", "execute_node"]
 
@@ -92,6 +92,7 @@ async def execute_node(
         item_index=item_index,
     )
     started = time.perf_counter()
+    record.started_ns = time.time_ns()
     try:
         record.prompt = render_prompt(plan, state, item, item_index)
         messages: list[Any] = [
@@ -146,6 +147,9 @@ async def _call(
     reservation = ctx.reserve(plan.node.id, plan.settings, prompt_tokens)
     usage = TokenUsage()
     cost: Decimal | None = Decimal(0)
+    call = ModelCallRecord(started_ns=time.time_ns())
+    record.calls.append(call)
+    started = time.perf_counter()
     try:
         async with ctx.calls:
             reply = await call_with_retries(
@@ -155,8 +159,14 @@ async def _call(
         price = ctx.prices.price(plan.settings.provider, plan.settings.model, usage)
         cost = price.cost_usd
         record.price_source = price.source
+        call.reply = reply.tool_calls or reply.content
         return reply
+    except Exception as exc:
+        call.error = describe_error(exc)
+        raise
     finally:
+        call.duration_s = time.perf_counter() - started
+        call.usage, call.cost_usd = usage, cost
         ctx.settle(reservation, usage, cost)
         record.model_calls += 1
         record.usage = record.usage + usage
@@ -170,7 +180,9 @@ async def _run_tool(plan: NodePlan, call: dict[str, Any], record: NodeRecord) ->
     from langchain_core.messages import ToolMessage
 
     started = time.perf_counter()
-    entry = ToolCallRecord(name=call["name"], args=dict(call.get("args") or {}))
+    entry = ToolCallRecord(
+        name=call["name"], args=dict(call.get("args") or {}), started_ns=time.time_ns()
+    )
     record.tool_calls.append(entry)
     tool = next((t for t in plan.tools if t.name == call["name"]), None)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..llm.usage import TokenUsage
 
-__all__ = ["NodeRecord", "RunResult", "RunStatus", "ToolCallRecord"]
+__all__ = ["ModelCallRecord", "NodeRecord", "RunResult", "RunStatus", "ToolCallRecord"]
 
 
 class RunStatus(StrEnum):
@@ -31,6 +31,28 @@ class ToolCallRecord:
     result: str | None = None
     error: str | None = None
     duration_s: float = 0.0
+    started_ns: int = 0
+
+
+@dataclass
+class ModelCallRecord:
+    """One model call (retries of a transient error included) of a node execution.
+
+    Attributes:
+        started_ns: Wall-clock start, nanoseconds since the epoch.
+        duration_s: How long it took.
+        usage: Tokens it used.
+        cost_usd: Its cost, or ``None`` when unpriced.
+        reply: What the model answered: its tool calls, or its text.
+        error: Why it failed, if it did.
+    """
+
+    started_ns: int
+    duration_s: float = 0.0
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    cost_usd: Decimal | None = Decimal(0)
+    reply: Any = None
+    error: str | None = None
 
 
 @dataclass
@@ -52,6 +74,8 @@ class NodeRecord:
         output: What the node wrote to state.
         error: Why the execution failed, if it did.
         prompt: The rendered prompt.
+        started_ns: Wall-clock start, nanoseconds since the epoch.
+        calls: Each model call, for tracing.
     """
 
     node_id: str
@@ -68,11 +92,14 @@ class NodeRecord:
     output: dict[str, Any] | None = None
     error: str | None = None
     prompt: str = ""
+    started_ns: int = 0
+    calls: list[ModelCallRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; tokens flattened, cost as a float."""
         data = asdict(self)
         data.pop("usage")
+        data.pop("calls")
         data.update(
             input_tokens=self.usage.input_tokens,
             output_tokens=self.usage.output_tokens,
@@ -96,6 +123,10 @@ class RunResult:
         records: One record per node execution, in completion order.
         error: Why the run did not succeed, in one line.
         duration_s: Wall time of the run.
+        started_ns: Wall-clock start, nanoseconds since the epoch.
+        inputs: The inputs the run was given.
+        tags: Labels the run was given.
+        trace_id: The MLflow trace of the run (``tr-...``), when it is recorded.
     """
 
     run_id: str
@@ -106,6 +137,10 @@ class RunResult:
     records: list[NodeRecord]
     error: str | None = None
     duration_s: float = 0.0
+    started_ns: int = 0
+    inputs: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    trace_id: str | None = None
 
     @property
     def usage(self) -> TokenUsage:
@@ -130,6 +165,7 @@ class RunResult:
         usage = self.usage
         return {
             "run_id": self.run_id,
+            "trace_id": self.trace_id,
             "workflow": self.workflow,
             "status": self.status.value,
             "error": self.error,

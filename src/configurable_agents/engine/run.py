@@ -7,6 +7,7 @@ records and its spend so far.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -25,6 +26,11 @@ from .context import BudgetExceeded, NodeFailed, RunContext
 from .inputs import check_inputs
 from .node import NodePlan
 from .records import NodeRecord, RunResult, RunStatus
+
+_log = logging.getLogger(__name__)
+
+TRACING_ENV = "CONFIGURABLE_AGENTS_TRACING"
+"""`on` or `off`: overrides `config.observability.mlflow.enabled`; `--trace` overrides both."""
 
 __all__ = ["PreparedWorkflow", "SetupError", "arun_workflow", "prepare_workflow", "run_workflow"]
 
@@ -122,6 +128,7 @@ class PreparedWorkflow:
     env: Mapping[str, str]
     prices: PriceBook
     graph: Any = None
+    recorder: Any = None
     _models: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
@@ -151,6 +158,7 @@ class PreparedWorkflow:
             "configurable": {CONTEXT_KEY: ctx},
         }
         started = time.perf_counter()
+        started_ns = time.time_ns()
         status, error = RunStatus.SUCCESS, None
         try:
             final = await asyncio.wait_for(self.graph.ainvoke(state, run_config), execution.timeout)
@@ -171,7 +179,7 @@ class PreparedWorkflow:
             where = f"node {failed.node_id!r}: " if failed else ""
             status, error = RunStatus.FAILED, f"{where}{describe_error(exc)}"
         state_out = {k: v for k, v in ctx.state.items() if k in workflow.fields}
-        return RunResult(
+        result = RunResult(
             run_id=uuid.uuid4().hex,
             workflow=workflow.name,
             status=status,
@@ -180,7 +188,16 @@ class PreparedWorkflow:
             records=list(ctx.records),
             error=error,
             duration_s=time.perf_counter() - started,
+            started_ns=started_ns,
+            inputs=dict(inputs or {}),
+            tags=dict(tags or {}),
         )
+        if self.recorder is not None:
+            try:
+                result.trace_id = self.recorder.record(result)
+            except Exception as exc:  # recording never fails a run
+                _log.warning("could not record run %s: %s", result.run_id, exc)
+        return result
 
 
 def prepare_workflow(
@@ -188,8 +205,13 @@ def prepare_workflow(
     *,
     llm: str | None = None,
     env: Mapping[str, str] | None = None,
+    trace: bool | None = None,
 ) -> PreparedWorkflow:
     """Load (if given a path), check providers and tools, and compile the graph.
+
+    ``trace`` records runs in MLflow (``True``), or not (``False``), whatever
+    `config.observability.mlflow.enabled` says; ``None`` follows ``$CONFIGURABLE_AGENTS_TRACING``
+    (``on``/``off``) if set, else the config.
 
     Raises:
         WorkflowValidationError: the workflow file is invalid.
@@ -202,7 +224,18 @@ def prepare_workflow(
     env = os.environ if env is None else env
     prices = _price_book(workflow)
     plans = _plans(workflow, llm, env, prices)
-    return PreparedWorkflow(workflow, llm, plans, env, prices, build_graph(workflow, plans))
+    recorder = None
+    mlflow = workflow.config.config.observability.mlflow
+    if trace is None:
+        switch = os.environ.get(TRACING_ENV, "").strip().lower()
+        trace = {"on": True, "off": False}.get(switch, mlflow.enabled)
+    if trace:
+        from ..observability.recorder import Recorder
+
+        recorder = Recorder(workflow, mlflow, env=env)
+    return PreparedWorkflow(
+        workflow, llm, plans, env, prices, build_graph(workflow, plans), recorder
+    )
 
 
 async def arun_workflow(
@@ -213,11 +246,12 @@ async def arun_workflow(
     tags: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     on_record: Callable[[NodeRecord], None] | None = None,
+    trace: bool | None = None,
 ) -> RunResult:
     """Run a workflow and return its result; see :func:`run_workflow`."""
     workflow = _load(workflow_or_path)
     check_inputs(workflow, inputs or {})
-    prepared = prepare_workflow(workflow, llm=llm, env=env)
+    prepared = prepare_workflow(workflow, llm=llm, env=env, trace=trace)
     return await prepared.arun(inputs, tags=tags, on_record=on_record)
 
 
@@ -229,6 +263,7 @@ def run_workflow(
     tags: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     on_record: Callable[[NodeRecord], None] | None = None,
+    trace: bool | None = None,
 ) -> RunResult:
     """Run a workflow to completion.
 
@@ -240,6 +275,8 @@ def run_workflow(
         tags: Labels for the run (recorded by observability).
         env: Environment to read API keys from (default: ``os.environ``).
         on_record: Called with each node execution's record as it finishes.
+        trace: Record the run in MLflow (``True``) or not (``False``) whatever the workflow's
+            `config.observability.mlflow.enabled` says; ``None`` follows the config.
 
     Returns:
         The result; its ``status`` says whether the run succeeded, and it holds the (partial)
@@ -251,5 +288,7 @@ def run_workflow(
         SetupError: a provider or tool cannot be used (nothing was called).
     """
     return asyncio.run(
-        arun_workflow(workflow_or_path, inputs, llm=llm, tags=tags, env=env, on_record=on_record)
+        arun_workflow(
+            workflow_or_path, inputs, llm=llm, tags=tags, env=env, on_record=on_record, trace=trace
+        )
     )

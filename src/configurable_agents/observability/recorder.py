@@ -1,0 +1,213 @@
+"""Recording finished runs in MLflow without making them wait: record to the spool, write later.
+
+:meth:`Recorder.record` builds the run's trace and run record (pure Python, no MLflow import),
+commits them to the durable spool and wakes a background writer. At exit, the writers get a
+bounded time to finish; anything left stays in the spool for the next process or for
+``configurable-agents observability flush``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import logging
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from ..config.loader import Workflow
+from ..config.settings import MlflowConfig
+from ..engine.records import RunResult
+from .redact import make_scrubber
+from .spans import build_trace
+from .spool import Spool
+from .writer import BackgroundWriter, drain
+
+__all__ = ["FLUSH_TIMEOUT_ENV", "Recorder", "flush_all", "tracking_uri"]
+
+FLUSH_TIMEOUT_ENV = "CONFIGURABLE_AGENTS_FLUSH_TIMEOUT"
+"""Seconds a process waits at exit for its runs to reach MLflow (default 10)."""
+
+_log = logging.getLogger(__name__)
+_writers: dict[tuple[str, str], BackgroundWriter] = {}
+_writers_lock = threading.Lock()
+_RUN_STATUS = {"success": "FINISHED", "cancelled": "KILLED"}
+
+
+def tracking_uri(config: MlflowConfig, env: Mapping[str, str]) -> str:
+    """The store to record to: the config's `tracking_uri` if written, else
+    ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
+    if "tracking_uri" not in config.model_fields_set and env.get("MLFLOW_TRACKING_URI"):
+        return env["MLFLOW_TRACKING_URI"]
+    return config.tracking_uri
+
+
+def flush_all(timeout: float | None = None) -> bool:
+    """Give every background writer of this process up to ``timeout`` seconds in all."""
+    if timeout is None:
+        timeout = float(os.environ.get(FLUSH_TIMEOUT_ENV, "10"))
+    deadline = timeout
+    ok = True
+    for writer in list(_writers.values()):
+        ok &= writer.flush(deadline)
+    return ok
+
+
+atexit.register(flush_all)
+
+
+class _Missing(dict):  # type: ignore[type-arg]
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+class Recorder:
+    """Records the runs of one workflow according to its `config.observability.mlflow`."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        config: MlflowConfig,
+        *,
+        env: Mapping[str, str] | None = None,
+        spool: Spool | None = None,
+    ) -> None:
+        env = os.environ if env is None else env
+        self.workflow = workflow
+        self.config = config
+        self.destination = tracking_uri(config, env)
+        self.spool = spool or Spool()
+        self.scrub = make_scrubber(env, redact_pii=config.redact_pii)
+
+    def record(self, result: RunResult) -> str:
+        """Spool the run's trace and run record; returns the trace id (``tr-...``)."""
+        trace_id, spans = build_trace(
+            result, self.workflow, scrub=self.scrub, log_prompts=self.config.log_prompts
+        )
+        payload = {"trace_id": trace_id, "spans": spans, "run": self._run_record(result, trace_id)}
+        self.spool.put(self.destination, self.config.experiment_name, payload)
+        if self.config.async_logging:
+            self._writer().wake()
+        else:
+            try:
+                drain(self.spool, destination=self.destination)
+            except Exception as exc:  # stays spooled; a run never fails for its recording
+                _log.warning("MLflow write failed, the run stays spooled: %s", exc)
+        return trace_id
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for this recorder's runs to be written."""
+        return self._writer().flush(timeout)
+
+    def _writer(self) -> BackgroundWriter:
+        key = (str(self.spool.path), self.destination)
+        with _writers_lock:
+            if key not in _writers:
+                _writers[key] = BackgroundWriter(self.spool, self.destination)
+            return _writers[key]
+
+    def _run_name(self, result: RunResult) -> str:
+        flow = self.workflow.config.flow
+        started = dt.datetime.fromtimestamp(result.started_ns / 1e9, dt.UTC)
+        values = _Missing(
+            workflow_name=flow.name,
+            workflow_version=flow.version or "",
+            timestamp=started.strftime("%Y%m%d-%H%M%S"),
+            run_id=result.run_id,
+        )
+        template = self.config.run_name or "{workflow_name}-{timestamp}"
+        return template.format_map(values)
+
+    def _run_record(self, result: RunResult, trace_id: str) -> dict[str, Any]:
+        flow = self.workflow.config.flow
+        usage = result.usage
+        nodes: dict[str, dict[str, Any]] = defaultdict(
+            lambda: {"tokens": 0, "cost_usd": 0.0, "duration_ms": 0.0, "model": None}
+        )
+        for record in result.records:
+            entry = nodes[record.node_id]
+            entry["tokens"] += record.usage.total_tokens
+            entry["duration_ms"] += record.duration_s * 1000
+            entry["model"] = f"{record.provider}/{record.model}"
+            if record.cost_usd is None:
+                entry["cost_usd"] = None
+            elif entry["cost_usd"] is not None:
+                entry["cost_usd"] += float(record.cost_usd)
+        metrics: dict[str, float] = {
+            "total_cost_usd": float(result.cost_usd),
+            "total_tokens": usage.total_tokens,
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "node_count": len(result.records),
+            "duration_seconds": result.duration_s,
+            "status": 1.0 if result.status.value == "success" else 0.0,
+        }
+        for node_id, entry in nodes.items():
+            if entry["cost_usd"] is not None:
+                metrics[f"node_{node_id}_cost_usd"] = entry["cost_usd"]
+            metrics[f"node_{node_id}_duration_ms"] = entry["duration_ms"]
+        params: dict[str, Any] = {
+            "workflow_name": flow.name,
+            "workflow_version": flow.version or "",
+        }
+        for record in result.records:
+            params[f"node_{record.node_id}_provider"] = record.provider
+            params[f"node_{record.node_id}_model"] = record.model
+        if not self.config.redact_pii:
+            params.update({f"input_{k}": v for k, v in self.scrub(result.inputs).items()})
+        summary = {
+            "trace_id": trace_id,
+            "workflow_name": flow.name,
+            "workflow_version": flow.version,
+            "status": result.status.value,
+            "total_tokens": {
+                "prompt_tokens": usage.input_tokens,
+                "completion_tokens": usage.output_tokens,
+                "total_tokens": usage.total_tokens,
+            },
+            "total_cost_usd": float(result.cost_usd),
+            "unpriced": result.unpriced,
+            "node_breakdown": dict(nodes),
+        }
+        return {
+            "name": self._run_name(result),
+            "start_ms": result.started_ns // 1_000_000,
+            "end_ms": (result.started_ns // 1_000_000) + int(result.duration_s * 1000),
+            "status": _RUN_STATUS.get(result.status.value, "FAILED"),
+            "params": params,
+            "metrics": metrics,
+            "tags": {
+                **self.config.tags,
+                **result.tags,
+                "workflow": flow.name,
+                "run_status": result.status.value,
+                "configurable_agents.run_id": result.run_id,
+            },
+            "artifacts": self.scrub(self._artifacts(result, summary)),
+        }
+
+    def _artifacts(self, result: RunResult, summary: dict[str, Any]) -> dict[str, Any]:
+        if not self.config.log_artifacts:
+            return {}
+        artifacts: dict[str, Any] = {"cost_summary.json": summary}
+        level = self.config.artifact_level
+        if level in ("standard", "full"):
+            artifacts["node_outputs.json"] = [
+                {"node": r.node_id, "iteration": r.iteration, "item_index": r.item_index,
+                 "output": r.output}
+                for r in result.records
+            ]  # fmt: skip
+        if level == "full":
+            artifacts["prompts.json"] = [
+                {"node": r.node_id, "prompt": r.prompt, "replies": [c.reply for c in r.calls]}
+                for r in result.records
+            ]
+        if result.status.value != "success":
+            artifacts["error.json"] = {
+                "status": result.status.value,
+                "error": result.error,
+                "partial_state": result.state,
+            }
+        return artifacts

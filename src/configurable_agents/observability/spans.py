@@ -1,0 +1,206 @@
+"""A run's trace as MLflow span dictionaries, built from its records after the run.
+
+The dictionaries have the shape of ``mlflow.entities.Span.to_dict()`` (attribute values JSON
+encoded), so that they can wait in the spool as JSON and become MLflow spans with
+``Span.from_dict`` in the writer. Building them imports nothing from MLflow.
+
+One trace per run: a root span ``workflow_<name>``, an ``AGENT`` span per node execution, a
+``CHAT_MODEL`` span per model call (token usage, cost, model and provider in MLflow's own
+attributes) and a ``TOOL`` span per tool call.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from ..config.loader import Workflow
+from ..engine.records import ModelCallRecord, NodeRecord, RunResult, ToolCallRecord
+
+__all__ = ["TraceSpans", "build_trace"]
+
+Scrub = Callable[[Any], Any]
+TraceSpans = tuple[str, list[dict[str, Any]]]
+
+_OK = "STATUS_CODE_OK"
+_ERROR = "STATUS_CODE_ERROR"
+_TAGGED = ("user_id", "session_id", "environment")
+
+
+def _b64(hex_id: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_id)).decode()
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1_000_000_000)
+
+
+def _cost(cost: Decimal | None) -> float | None:
+    return None if cost is None else float(cost)
+
+
+class _Builder:
+    def __init__(self, trace_hex: str, scrub: Scrub, log_prompts: bool) -> None:
+        self.trace_hex = trace_hex
+        self.trace_id = f"tr-{trace_hex}"
+        self.scrub = scrub
+        self.log_prompts = log_prompts
+        self.spans: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        name: str,
+        kind: str,
+        start_ns: int,
+        duration_s: float,
+        parent: str | None,
+        attributes: dict[str, Any],
+        error: str | None = None,
+    ) -> str:
+        span_hex = secrets.token_hex(8)
+        encoded = {"mlflow.traceRequestId": json.dumps(self.trace_id)}
+        encoded["mlflow.spanType"] = json.dumps(kind)
+        for key, value in attributes.items():
+            if value is not None:
+                encoded[key] = json.dumps(self.scrub(value), default=str, ensure_ascii=False)
+        events = []
+        if error is not None:
+            events.append(
+                {
+                    "name": "exception",
+                    "time_unix_nano": start_ns + _ns(duration_s),
+                    "attributes": {"exception.message": self.scrub(error)},
+                }
+            )
+        self.spans.append(
+            {
+                "trace_id": _b64(self.trace_hex),
+                "span_id": _b64(span_hex),
+                "parent_span_id": _b64(parent) if parent else None,
+                "name": name,
+                "start_time_unix_nano": start_ns,
+                "end_time_unix_nano": start_ns + max(_ns(duration_s), 1),
+                "events": events,
+                "status": {"code": _ERROR if error else _OK, "message": error or ""},
+                "attributes": encoded,
+                "links": [],
+            }
+        )
+        return span_hex
+
+    def prompts(self, value: Any) -> Any:
+        return value if self.log_prompts else None
+
+
+def build_trace(
+    result: RunResult,
+    workflow: Workflow,
+    *,
+    scrub: Scrub = lambda value: value,
+    log_prompts: bool = True,
+) -> TraceSpans:
+    """The trace id (``tr-...``) and the span dictionaries of a finished run."""
+    builder = _Builder(secrets.token_hex(16), scrub, log_prompts)
+    flow = workflow.config.flow
+    tags = {
+        "workflow": flow.name,
+        "workflow_version": flow.version or "",
+        "status": result.status.value,
+        **result.tags,
+    }
+    usage = result.usage
+    root_attributes: dict[str, Any] = {
+        "mlflow.spanInputs": result.inputs,
+        "mlflow.spanOutputs": result.outputs,
+        "workflow.name": flow.name,
+        "workflow.version": flow.version,
+        "workflow.node_count": len(workflow.config.nodes),
+        "workflow.run_id": result.run_id,
+        "workflow.status": result.status.value,
+        "workflow.total_cost_usd": float(result.cost_usd),
+        "workflow.total_tokens": usage.total_tokens,
+        "workflow.unpriced": result.unpriced,
+        "user.id": result.tags.get("user_id"),
+        "session.id": result.tags.get("session_id"),
+    }
+    root_attributes.update({f"mlflow.traceTag.{k}": str(v) for k, v in tags.items()})
+    root = builder.add(
+        f"workflow_{flow.name}",
+        "CHAIN",
+        result.started_ns,
+        result.duration_s,
+        None,
+        root_attributes,
+        result.error if result.status.value != "success" else None,
+    )
+    for record in result.records:
+        _node_spans(builder, record, root)
+    return builder.trace_id, builder.spans
+
+
+def _node_spans(builder: _Builder, record: NodeRecord, root: str) -> None:
+    attributes = {
+        "mlflow.spanInputs": builder.prompts({"prompt": record.prompt}),
+        "mlflow.spanOutputs": record.output,
+        "node.id": record.node_id,
+        "node.iteration": record.iteration,
+        "node.item_index": record.item_index,
+        "node.model_calls": record.model_calls,
+        "node.cost_usd": _cost(record.cost_usd),
+        "node.price_source": record.price_source,
+    }
+    node = builder.add(
+        record.node_id,
+        "AGENT",
+        record.started_ns,
+        record.duration_s,
+        root,
+        attributes,
+        record.error,
+    )
+    for call in record.calls:
+        _call_span(builder, record, call, node)
+    for tool in record.tool_calls:
+        _tool_span(builder, tool, node)
+
+
+def _call_span(builder: _Builder, record: NodeRecord, call: ModelCallRecord, parent: str) -> None:
+    usage = call.usage
+    cost = _cost(call.cost_usd)
+    attributes = {
+        "mlflow.spanInputs": builder.prompts(
+            {"messages": [{"role": "user", "content": record.prompt}]}
+        ),
+        "mlflow.spanOutputs": builder.prompts(call.reply),
+        "mlflow.llm.model": record.model,
+        "mlflow.llm.provider": record.provider,
+        "mlflow.chat.tokenUsage": {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+            "cached_input_tokens": usage.cached_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+        },
+        "mlflow.llm.cost": None if cost is None else {"total_cost": cost},
+        "gen_ai.request.model": record.model,
+        "gen_ai.usage.input_tokens": usage.input_tokens,
+        "gen_ai.usage.output_tokens": usage.output_tokens,
+    }
+    builder.add(
+        f"{record.provider}/{record.model}",
+        "CHAT_MODEL",
+        call.started_ns,
+        call.duration_s,
+        parent,
+        attributes,
+        call.error,
+    )
+
+
+def _tool_span(builder: _Builder, tool: ToolCallRecord, parent: str) -> None:
+    attributes = {"mlflow.spanInputs": tool.args, "mlflow.spanOutputs": tool.result}
+    builder.add(tool.name, "TOOL", tool.started_ns, tool.duration_s, parent, attributes, tool.error)

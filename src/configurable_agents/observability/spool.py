@@ -1,0 +1,182 @@
+"""A durable local spool of finished runs waiting to be written to MLflow.
+
+Each finished run is one row (its trace's spans and its run record, as JSON), committed to a
+SQLite file in WAL mode before the run returns, so a crash or SIGKILL loses nothing that finished.
+Writers claim rows before writing them, so several processes can drain one spool without writing
+a run twice; the claim of a process that no longer runs, or older than :data:`CLAIM_TIMEOUT_S`, is
+taken over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CLAIM_TIMEOUT_S", "SPOOL_ENV", "Spool", "SpoolItem", "default_spool_path"]
+
+SPOOL_ENV = "CONFIGURABLE_AGENTS_SPOOL"
+"""Environment variable naming the spool file."""
+
+CLAIM_TIMEOUT_S = 120.0
+"""Seconds after which a claimed row whose writer vanished may be claimed again."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL,
+    claimed_by TEXT,
+    claimed_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS items_destination ON items (destination, experiment, id);
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this machine still runs (a writer killed mid-batch does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def default_spool_path() -> Path:
+    """``$CONFIGURABLE_AGENTS_SPOOL``, else ``~/.configurable-agents/spool.db``."""
+    configured = os.environ.get(SPOOL_ENV)
+    if configured:
+        return Path(configured)
+    return Path.home() / ".configurable-agents" / "spool.db"
+
+
+@dataclass(frozen=True)
+class SpoolItem:
+    """A spooled run: where it goes and what to write."""
+
+    id: int
+    destination: str
+    experiment: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+class Spool:
+    """The spool file; safe to use from several threads and processes."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_spool_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.owner = f"{os.getpid()}-{threading.get_ident()}-{time.time_ns()}"
+        with self._connection() as connection:
+            connection.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+        yield connection
+
+    def put(self, destination: str, experiment: str, payload: dict[str, Any]) -> int:
+        """Append a run; returns its row id once it is committed to disk."""
+        text = json.dumps(payload, default=str, ensure_ascii=False)
+        with self._connection() as connection:
+            cursor = connection.execute(
+                "INSERT INTO items (destination, experiment, payload, created) VALUES (?, ?, ?, ?)",
+                (destination, experiment, text, time.time()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def claim(self, limit: int = 200, destination: str | None = None) -> list[SpoolItem]:
+        """Take up to ``limit`` unclaimed (or abandoned) rows, oldest first."""
+        now = time.time()
+        where = "(claimed_by IS NULL OR claimed_at < ?)"
+        params: list[Any] = [now - CLAIM_TIMEOUT_S]
+        if destination is not None:
+            where += " AND destination = ?"
+            params.append(destination)
+        with self._connection() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                self._release_dead_claims(connection)
+                rows = connection.execute(
+                    f"SELECT id, destination, experiment, payload, attempts FROM items "
+                    f"WHERE {where} ORDER BY id LIMIT ?",
+                    (*params, limit),
+                ).fetchall()
+                connection.executemany(
+                    "UPDATE items SET claimed_by = ?, claimed_at = ? WHERE id = ?",
+                    [(self.owner, now, row[0]) for row in rows],
+                )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        return [SpoolItem(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    @staticmethod
+    def _release_dead_claims(connection: sqlite3.Connection) -> None:
+        owners = connection.execute(
+            "SELECT DISTINCT claimed_by FROM items WHERE claimed_by IS NOT NULL"
+        ).fetchall()
+        for (owner,) in owners:
+            if not _alive(int(owner.split("-", 1)[0])):
+                connection.execute(
+                    "UPDATE items SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ?",
+                    (owner,),
+                )
+
+    def done(self, ids: list[int]) -> None:
+        """Remove rows that were written."""
+        with self._connection() as connection:
+            connection.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
+
+    def release(self, ids: list[int], error: str) -> None:
+        """Give rows back after a failed write, noting why."""
+        with self._connection() as connection:
+            connection.executemany(
+                "UPDATE items SET claimed_by = NULL, claimed_at = NULL, "
+                "attempts = attempts + 1, last_error = ? WHERE id = ?",
+                [(error[:500], i) for i in ids],
+            )
+
+    def pending(self, destination: str | None = None) -> int:
+        """Rows not yet written (to ``destination``, or anywhere)."""
+        query, params = "SELECT COUNT(*) FROM items", ()
+        if destination is not None:
+            query, params = query + " WHERE destination = ?", (destination,)
+        with self._connection() as connection:
+            return int(connection.execute(query, params).fetchone()[0])
+
+    def backlog(self) -> dict[str, Any]:
+        """Rows waiting, the oldest one's age in seconds, and the last error seen."""
+        with self._connection() as connection:
+            count, oldest = connection.execute(
+                "SELECT COUNT(*), MIN(created) FROM items"
+            ).fetchone()
+            error = connection.execute(
+                "SELECT last_error FROM items WHERE last_error IS NOT NULL ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        return {
+            "items": int(count),
+            "oldest_age_s": round(time.time() - oldest, 1) if oldest else None,
+            "last_error": error[0] if error else None,
+        }

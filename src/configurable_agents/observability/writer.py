@@ -1,0 +1,219 @@
+"""Writing spooled runs to an MLflow tracking store, in batches, with MLflow's own APIs.
+
+All the spans of a batch, whatever their trace, go to the store in one ``log_spans`` call; each run
+record becomes an MLflow run (params, metrics, tags, artifacts) linked to its trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .spool import Spool, SpoolItem
+
+__all__ = ["BATCH_SIZE", "BackgroundWriter", "MlflowWriter", "drain"]
+
+BATCH_SIZE = 200
+"""Most spooled runs written in one batch."""
+
+
+def _prepare_environment(destination: str) -> None:
+    if destination.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # pre-3.9 configs use mlruns
+
+
+@contextmanager
+def _schema_lock(destination: str) -> Iterator[None]:
+    """Serialise store creation: several processes creating one SQLite store at once corrupt it
+    (a race in MLflow's schema migration)."""
+    if not destination.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(destination.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class MlflowWriter:
+    """Writes spooled runs to one tracking URI."""
+
+    def __init__(self, destination: str) -> None:
+        _prepare_environment(destination)
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
+        from mlflow.tracking import MlflowClient
+
+        self.destination = destination
+        self.client = MlflowClient(destination)
+        with _schema_lock(destination):
+            self.client._tracking_client.store  # noqa: B018 - creating the store migrates its schema
+        self._experiments: dict[str, str] = {}
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment ``name``, created if missing."""
+        if name not in self._experiments:
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                from mlflow.exceptions import MlflowException
+
+                try:
+                    self._experiments[name] = self.client.create_experiment(name)
+                except MlflowException:  # created meanwhile by another writer
+                    self._experiments[name] = self.client.get_experiment_by_name(name).experiment_id
+            else:
+                self._experiments[name] = found.experiment_id
+        return self._experiments[name]
+
+    def write(self, items: list[SpoolItem]) -> None:
+        """Write a batch: every trace in one call per experiment, then one MLflow run per item."""
+        from mlflow.entities import Span
+
+        by_experiment: dict[str, list[SpoolItem]] = defaultdict(list)
+        for item in items:
+            by_experiment[item.experiment].append(item)
+        store = self.client._tracking_client.store
+        for name, group in by_experiment.items():
+            experiment_id = self.experiment_id(name)
+            spans = [Span.from_dict(span) for item in group for span in item.payload["spans"]]
+            try:
+                store.log_spans(experiment_id, spans)
+            except NotImplementedError:  # file stores keep traces as artifacts
+                for item in group:
+                    self._trace_as_artifact(experiment_id, item.payload["spans"])
+            for item in group:
+                self._run(experiment_id, item.payload)
+
+    def _trace_as_artifact(self, experiment_id: str, span_dicts: list[dict[str, Any]]) -> None:
+        from mlflow.entities import Span, TraceData, TraceInfo, TraceLocation, TraceState
+        from mlflow.tracing.client import TracingClient
+
+        spans = [Span.from_dict(span) for span in span_dicts]
+        root = next(span for span in spans if span.parent_id is None)
+        tags = {
+            key.removeprefix("mlflow.traceTag."): str(value)
+            for key, value in root.attributes.items()
+            if key.startswith("mlflow.traceTag.")
+        }
+        failed = root.status.status_code == "ERROR"
+        info = TraceInfo(
+            trace_id=root.trace_id,
+            trace_location=TraceLocation.from_experiment_id(experiment_id),
+            request_time=root.start_time_ns // 1_000_000,
+            state=TraceState.ERROR if failed else TraceState.OK,
+            execution_duration=(root.end_time_ns - root.start_time_ns) // 1_000_000,
+            tags=tags,
+        )
+        client = TracingClient(self.destination)
+        client._upload_trace_data(client.start_trace(info), TraceData(spans=spans))
+
+    def _run(self, experiment_id: str, payload: dict[str, Any]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.exceptions import MlflowException
+
+        record = payload["run"]
+        run = self.client.create_run(
+            experiment_id,
+            start_time=record["start_ms"],
+            tags={k: str(v) for k, v in record["tags"].items()},
+            run_name=record["name"],
+        )
+        run_id = run.info.run_id
+        self.client.log_batch(
+            run_id,
+            metrics=[
+                Metric(k, float(v), record["end_ms"], 0) for k, v in record["metrics"].items()
+            ],
+            params=[Param(k, str(v)[:6000]) for k, v in record["params"].items()],
+            tags=[RunTag("mlflow.trace_id", payload["trace_id"])],
+        )
+        for path, content in record["artifacts"].items():
+            self.client.log_text(run_id, json.dumps(content, indent=2, default=str), path)
+        with contextlib.suppress(MlflowException):  # file stores cannot link; the tag still does
+            self.client.link_traces_to_run([payload["trace_id"]], run_id)
+        self.client.set_terminated(run_id, status=record["status"], end_time=record["end_ms"])
+
+
+def drain(spool: Spool, *, destination: str | None = None, deadline: float | None = None) -> int:
+    """Write spooled runs until the spool is empty (or the deadline passes); returns how many.
+
+    Raises:
+        Exception: the store refused a batch; its rows are released with the error noted.
+    """
+    writers: dict[str, MlflowWriter] = {}
+    written = 0
+    while deadline is None or time.monotonic() < deadline:
+        items = spool.claim(BATCH_SIZE, destination)
+        if not items:
+            return written
+        by_destination: dict[str, list[SpoolItem]] = defaultdict(list)
+        for item in items:
+            by_destination[item.destination].append(item)
+        for target, group in by_destination.items():
+            ids = [item.id for item in group]
+            try:
+                writer = writers.get(target) or writers.setdefault(target, MlflowWriter(target))
+                writer.write(group)
+            except Exception as exc:
+                spool.release(ids, f"{type(exc).__name__}: {exc}")
+                raise
+            spool.done(ids)
+            written += len(group)
+    return written
+
+
+class BackgroundWriter:
+    """A daemon thread draining the spool for one destination while the process runs."""
+
+    def __init__(self, spool: Spool, destination: str) -> None:
+        self.spool = spool
+        self.destination = destination
+        self.error: str | None = None
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mlflow-writer", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Tell the writer there is work."""
+        self._idle.clear()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        failures = 0
+        while True:
+            self._wake.wait(timeout=5.0)
+            self._wake.clear()
+            try:
+                drain(self.spool, destination=self.destination)
+                failures, self.error = 0, None
+                self._idle.set()
+            except Exception as exc:  # the rows stay spooled for a later writer
+                failures += 1
+                self.error = f"{type(exc).__name__}: {exc}"
+                time.sleep(min(30.0, 0.5 * 2**failures))
+                self._wake.set()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for this destination's rows to be written; whether
+        they all were (what is left stays spooled for the next writer)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.wake()
+            self._idle.wait(max(0.0, deadline - time.monotonic()))
+            if self.spool.pending(self.destination) == 0:
+                return True
+        return self.spool.pending(self.destination) == 0
