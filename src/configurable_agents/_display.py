@@ -82,7 +82,7 @@ class RunDisplay:
             )
             total_cost += r.cost_usd or Decimal(0)
             total_tokens += r.usage.total_tokens
-        table.caption = (
-            f"{len(self.records)} executions, {total_tokens:,} tokens, ${total_cost:.6f}"
-        )
+        count = len(self.records)
+        executions = f"{count} execution{'' if count == 1 else 's'}"
+        table.caption = f"{executions}, {total_tokens:,} tokens, ${total_cost:.6f}"
         return table

@@ -276,7 +276,17 @@ def run(
         if result.status.value != "success":
             click.echo("partial state: " + json.dumps(result.state, default=str), err=True)
     if result.trace_id:
-        click.echo(f"Trace {result.trace_id} recorded to {prepared.recorder.destination}", err=True)
+        from .observability.recorder import flush_all
+
+        where = prepared.recorder.destination
+        if flush_all():
+            click.echo(f"Trace {result.trace_id} written to {where}", err=True)
+        else:
+            click.echo(
+                f"Trace {result.trace_id} is spooled for {where}; "
+                "`configurable-agents observability flush` writes it",
+                err=True,
+            )
     click.echo(closing_line(result), err=True)
     sys.exit(130 if interrupted else EXIT_CODES[result.status.value])
 

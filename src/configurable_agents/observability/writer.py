@@ -54,8 +54,9 @@ class MlflowWriter:
 
     def __init__(self, destination: str) -> None:
         _prepare_environment(destination)
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
         from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
 
         self.destination = destination
         self.client = MlflowClient(destination)
