@@ -96,7 +96,8 @@ class MlflowWriter:
                 for item in group:
                     self._trace_as_artifact(experiment_id, item.payload["spans"])
             for item in group:
-                self._run(experiment_id, item.payload)
+                if item.payload.get("run"):
+                    self._run(experiment_id, item.payload)
 
     def _trace_as_artifact(self, experiment_id: str, span_dicts: list[dict[str, Any]]) -> None:
         from mlflow.entities import Span, TraceData, TraceInfo, TraceLocation, TraceState
