@@ -78,6 +78,9 @@ class _Checker:
             e.parallel.target_node for e in config.edges if e.parallel is not None
         } | known.fan_out_targets
         self.endpoints_ok = True
+        if any(e.parallel and e.parallel.target_node not in self.node_ids for e in config.edges):
+            # the fan-out names no node, so which node sees {item} is unknown: do not guess
+            known.fields.update(_PARALLEL_NAMES)
         self.scope = Scope(self.fields, known.fields)
 
     def add(self, loc: Loc, message: str, **extra: object) -> None:
@@ -220,6 +223,11 @@ class _Checker:
             out = self.fields.get(target.outputs[0])
             item_type = out.type_expr if out else ANY
             collected = self.fields.get(spec.collect_field)
+            name = spec.collect_field
+            if not IDENTIFIER.match(name) or name in RESERVED_NAMES:
+                self.add((*loc, "collect_field"), f"{name!r} cannot be a state field name")
+                self.known.fields.add(name)
+                continue
             if collected is None and spec.collect_field not in self.known.fields:
                 self.fields[spec.collect_field] = StateField(type=f"list[{item_type}]")
                 self.implicit.append(spec.collect_field)
@@ -239,6 +247,9 @@ class _Checker:
         extra = dict(_PARALLEL_NAMES) if node.id in self.parallel_targets else {}
         local = {name: TypeExpr("str") for name in node.inputs}
         for name, template in node.inputs.items():
+            if not IDENTIFIER.match(name) or name in RESERVED_NAMES:
+                message = f"input name {name!r} must be an identifier usable as {{{name}}}"
+                self.add(("nodes", index, "inputs", name), message, at_key=True)
             self._template(("nodes", index, "inputs", name), template, extra)
         self._template(("nodes", index, "prompt"), node.prompt, {**extra, **local})
 
@@ -246,18 +257,21 @@ class _Checker:
         try:
             parts = parse_template(template)
         except TemplateError as exc:
-            self.add(loc, str(exc), needle=template[exc.offset : exc.offset + 20], code="template")
+            needle, nth = _needle(template, exc.offset, exc.offset + 1)
+            self.add(loc, str(exc), needle=needle, nth=nth, code="template")
             return
         for part in parts:
             if isinstance(part, str):
                 continue
             problem, suggestion = self.scope.resolve(part.path, extra)
             if problem:
+                needle, nth = _needle(template, part.offset, template.index("}", part.offset) + 1)
                 self.add(
                     loc,
                     f"placeholder {{{part.text}}}: {problem}",
                     suggestion=suggestion,
-                    needle=f"{{{part.text}",
+                    needle=needle,
+                    nth=nth,
                     code="template",
                 )
 
@@ -300,7 +314,8 @@ class _Checker:
             if self.known.unnamed_nodes:
                 self.endpoints_ok = False
                 return  # it may be the node whose id is missing, already reported
-            self.add(loc, f"unknown node {name!r}", suggestion=closest(name, self.node_ids))
+            options = [*self.node_ids, START if source else END]
+            self.add(loc, f"unknown node {name!r}", suggestion=closest(name, options))
         else:
             return
         self.endpoints_ok = False
@@ -313,12 +328,22 @@ class _Checker:
             self._routes(loc, edge.routes)
         elif edge.loop is not None:
             self._endpoint((*loc, "loop", "exit_to"), edge.loop.exit_to, source=False)
+            if edge.loop.exit_to == edge.from_:
+                self.add(
+                    (*loc, "loop", "exit_to"),
+                    f"the loop of {edge.from_!r} must exit to another node or END",
+                )
+                self.endpoints_ok = False  # the graph would look trapped; this is the cause
             self._typed_field((*loc, "loop", "condition_field"), edge.loop.condition_field, "bool")
             if edge.from_ == START:
                 self.add((*loc, "from"), "a loop repeats a node; it cannot start at START")
         elif edge.parallel is not None:
             spec = edge.parallel
-            self._endpoint((*loc, "parallel", "target_node"), spec.target_node, source=False)
+            if spec.target_node in (START, END):
+                self.add((*loc, "parallel", "target_node"), "a fan-out target must be a node")
+                self.endpoints_ok = False
+            else:
+                self._endpoint((*loc, "parallel", "target_node"), spec.target_node, source=False)
             self._typed_field((*loc, "parallel", "items_field"), spec.items_field, "list")
         elif isinstance(edge.to, list):
             for k, name in enumerate(edge.to):
@@ -362,3 +387,10 @@ class _Checker:
         if problem is not None:
             message, suggestion = problem
             self.add(loc, f"condition {text!r}{message}", suggestion=suggestion, code="condition")
+
+
+def _needle(template: str, start: int, end: int) -> tuple[str, int]:
+    """The text at ``template[start:end]`` and how many times it occurs before ``start``, so that
+    its own occurrence can be found in the source."""
+    needle = template[start:end]
+    return needle, template[:start].count(needle)

@@ -34,6 +34,8 @@ def check_graph(config: WorkflowConfig) -> Found:
     ids = [node.id for node in config.nodes]
     index_of = {node_id: i for i, node_id in enumerate(ids)}
     _edge_counts(config, found)
+    if START not in graph:
+        return found  # nothing is reachable; "no edge leaves START" says it all
 
     reached = _reach({START}, graph)
     _unreached(ids, reached, graph, index_of, found)

@@ -19,6 +19,7 @@ class Issue:
         suggestion: A likely intended value.
         at_key: Point at the mapping key rather than its value (for names that are keys).
         needle: Text to find inside the value (a placeholder in a prompt), to point at its line.
+        nth: Which occurrence of ``needle`` in the value is meant (0 for the first).
         code: Kind of problem.
         severity: ``error`` or ``warning``.
     """
@@ -28,6 +29,7 @@ class Issue:
     suggestion: str | None = None
     at_key: bool = False
     needle: str | None = None
+    nth: int = 0
     code: str = "invalid"
     severity: str = "error"
 

@@ -175,7 +175,7 @@ def _prune(data: dict[str, Any], locs: list[Loc], known: Known) -> dict[str, Any
 def _locate(document: SourceDocument, issue: Issue) -> Diagnostic:
     position = document.locate(issue.loc, key=issue.at_key)
     if position and issue.needle:
-        position = document.find(issue.loc, issue.needle) or position
+        position = document.find(issue.loc, issue.needle, issue.nth) or position
     line, column = position or (None, None)
     return Diagnostic(
         message=issue.message,

@@ -7,14 +7,14 @@ template placeholders, graph shape ...) live in :mod:`configurable_agents.config
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ._model import ConfigModel, by_shape
 from .settings import Config, LLMConfig
-from .state import SchemaEntry, StateSchema, TypeName
+from .state import SchemaEntry, StateSchema, TypeName, check_schema_present
 from .types import TypeExpr, parse_type
 
 __all__ = [
@@ -75,8 +75,15 @@ class OutputField(ConfigModel):
     description: str | None = None
     """What the model should put there; sent to the model with the schema."""
 
-    schema_: dict[str, SchemaEntry] | None = Field(default=None, alias="schema")
+    schema_: dict[str, SchemaEntry] | None = Field(
+        default=None, alias="schema", validate_default=True
+    )
     """Fields of an `object` type, nested to any depth."""
+
+    @field_validator("schema_")
+    @classmethod
+    def _check_schema(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
+        return check_schema_present(info.data.get("type"), value)
 
     @field_validator("name")
     @classmethod
@@ -109,6 +116,11 @@ class OutputSchema(ConfigModel):
         if self.type != "object" and self.fields is not None:
             raise PydanticCustomError(
                 "unexpected_fields", "`fields` is only allowed with `type: object`"
+            )
+        if self.type != "object" and parse_type(self.type).contains_object():
+            raise PydanticCustomError(
+                "missing_schema",
+                f"a {self.type} output needs field schemas: use `type: object` with `fields`",
             )
         return self
 
@@ -249,7 +261,14 @@ class Edge(ConfigModel):
     from_: str = Field(alias="from")
     """Node the edge leaves, or `START`."""
 
-    to: by_shape("expected a node id or a list of node ids", text=str, list=list[str]) | None = None  # type: ignore[valid-type]
+    to: (
+        by_shape(
+            "expected a node id or a list of node ids",
+            text=str,
+            list=Annotated[list[str], Field(min_length=1)],
+        )
+        | None
+    ) = None  # type: ignore[valid-type]
     """Next node, `END`, or a list of nodes that then run concurrently."""
 
     routes: list[Route] | None = Field(default=None, min_length=1)

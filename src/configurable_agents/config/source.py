@@ -74,14 +74,17 @@ class SourceDocument:
                 return self.values[prefix]
         return None
 
-    def find(self, loc: Loc, needle: str) -> tuple[int, int] | None:
-        """Position of ``needle`` inside the source text of the value at ``loc``, if it is there."""
+    def find(self, loc: Loc, needle: str, nth: int = 0) -> tuple[int, int] | None:
+        """Position of the ``nth`` occurrence of ``needle`` in the source text of the value at
+        ``loc``, if it is there."""
         if loc not in self.spans or not needle:
             return None
         start, end = self.spans[loc]
-        hit = self.text.find(needle, start, end)
-        if hit < 0:
-            return None
+        hit = start - 1
+        for _ in range(nth + 1):
+            hit = self.text.find(needle, hit + 1, end)
+            if hit < 0:
+                return None
         line = self.text.count("\n", 0, hit) + 1
         return line, hit - (self.text.rfind("\n", 0, hit) + 1) + 1
 
@@ -244,6 +247,10 @@ class _Builder:
         return result
 
     def _scalar(self, node: yaml.Node) -> Any:
+        if node.tag in _EXOTIC_TAGS:
+            raise _fail(
+                self.document.file, f"YAML tag {_short_tag(node.tag)!r} is not allowed", *_pos(node)
+            )
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
@@ -255,6 +262,7 @@ class _Builder:
 
 _YAML_TAG = "tag:yaml.org,2002:"
 _COLLECTION_TAGS = {f"{_YAML_TAG}map", f"{_YAML_TAG}seq"}
+_EXOTIC_TAGS = {f"{_YAML_TAG}{name}" for name in ("binary", "set", "omap", "pairs")}
 _SCALAR_TAGS = {f"{_YAML_TAG}{name}" for name in ("str", "int", "float", "bool", "null")}
 
 

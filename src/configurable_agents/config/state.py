@@ -15,6 +15,7 @@ __all__ = [
     "StateField",
     "StateSchema",
     "TypeName",
+    "check_schema_present",
     "check_value",
     "field_spec",
     "parse_type_field",
@@ -41,6 +42,37 @@ def _type_name(value: str) -> str:
 
 TypeName = Annotated[str, AfterValidator(_type_name)]
 """A type string of the workflow language, checked when the file is loaded."""
+
+
+def check_schema_present(type_text: str | None, schema: dict[str, Any] | None) -> Any:
+    """``schema`` is required by `object` types and allowed on nothing else."""
+    if type_text is None:
+        return schema
+    has_object = parse_type(type_text).contains_object()
+    if has_object and not schema:
+        raise PydanticCustomError(
+            "missing_schema",
+            "type {type} needs a `schema` listing its fields (use `dict` for free-form data)",
+            {"type": type_text},
+        )
+    if schema and not has_object:
+        raise PydanticCustomError(
+            "unexpected_schema",
+            "`schema` is only allowed on `object` types, not {type}",
+            {"type": type_text},
+        )
+    return schema
+
+
+def _bare_type(value: str) -> str:
+    parse_type_field(value)
+    if parse_type(value).contains_object():
+        raise PydanticCustomError(
+            "missing_schema",
+            "type {type} needs a `schema`: write the field as a mapping with `type` and `schema`",
+            {"type": value},
+        )
+    return value
 
 
 class StateField(ConfigModel):
@@ -92,24 +124,8 @@ class StateField(ConfigModel):
 
     @field_validator("schema_")
     @classmethod
-    def _check_schema(cls, value: dict[str, StateField] | None, info: ValidationInfo) -> Any:
-        type_text = info.data.get("type")
-        if type_text is None:
-            return value
-        has_object = parse_type(type_text).contains_object()
-        if has_object and not value:
-            raise PydanticCustomError(
-                "missing_schema",
-                "type {type} needs a `schema` listing its fields (use `dict` for free-form data)",
-                {"type": type_text},
-            )
-        if value and not has_object:
-            raise PydanticCustomError(
-                "unexpected_schema",
-                "`schema` is only allowed on `object` types, not {type}",
-                {"type": type_text},
-            )
-        return value
+    def _check_schema(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
+        return check_schema_present(info.data.get("type"), value)
 
     def model_post_init(self, context: Any, /) -> None:
         self._type = parse_type(self.type)
@@ -122,7 +138,7 @@ class StateField(ConfigModel):
 
 SchemaEntry = by_shape(
     "expected a type string or a field mapping",
-    text=str,
+    text=Annotated[str, AfterValidator(_bare_type)],
     mapping=StateField,
 )
 
