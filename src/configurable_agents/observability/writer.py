@@ -30,6 +30,10 @@ BATCH_SIZE = 200
 def _prepare_environment(destination: str) -> None:
     if destination.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # pre-3.9 configs use mlruns
+    if destination.startswith(("http:", "https:")):
+        # MLflow's defaults spend minutes retrying a dead server; the spool retries instead.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
 @contextmanager
