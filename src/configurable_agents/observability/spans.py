@@ -28,7 +28,6 @@ TraceSpans = tuple[str, list[dict[str, Any]]]
 
 _OK = "STATUS_CODE_OK"
 _ERROR = "STATUS_CODE_ERROR"
-_TAGGED = ("user_id", "session_id", "environment")
 
 
 def _b64(hex_id: str) -> str:
