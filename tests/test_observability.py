@@ -300,3 +300,39 @@ def test_dead_server_never_fails_a_run_and_flush_delivers_later(tmp_path: Path, 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_prune_deletes_only_what_is_older_than_retention(tmp_path: Path, store: str) -> None:
+    from configurable_agents import load_workflow
+    from configurable_agents.observability.recorder import Recorder
+
+    data = yaml.safe_load((ROOT / "examples" / "article_writer.yaml").read_text())
+    data["config"]["observability"]["mlflow"].update(
+        tracking_uri=store, async_logging=False, retention_days=5
+    )
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump(data))
+    workflow = load_workflow(path)
+    recorder = Recorder(workflow, workflow.config.config.observability.mlflow, env={})
+    old = run_workflow(workflow, {"topic": "old"}, llm="mock", trace=False)
+    ten_days_ns = 10 * 24 * 3600 * 10**9
+    old.started_ns -= ten_days_ns
+    for record in old.records:
+        record.started_ns -= ten_days_ns
+        for call in record.calls:
+            call.started_ns -= ten_days_ns
+    old_trace = recorder.record(old)
+    new_trace = recorder.record(run_workflow(workflow, {"topic": "new"}, llm="mock", trace=False))
+    pruned = subprocess.run(
+        [sys.executable, "-m", "configurable_agents", "observability", "prune", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert pruned.returncode == 0, pruned.stderr
+    assert "deleted 1 trace(s) and 1 run(s) older than 5 day(s)" in pruned.stdout
+    client = _client(store)
+    experiment = client.get_experiment_by_name("configurable_agents").experiment_id
+    remaining = client.search_traces(locations=[experiment], include_spans=False)
+    assert [t.info.trace_id for t in remaining] == [new_trace]
+    assert old_trace != new_trace
+    (run,) = client.search_runs([experiment])
+    assert run.data.params["input_topic"] == "new"

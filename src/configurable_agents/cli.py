@@ -318,8 +318,9 @@ def flush(timeout: float | None) -> None:
 
 
 @observability.command()
-def status() -> None:
-    """Show the spool's backlog."""
+@click.argument("file", type=_FILE, required=False)
+def status(file: Path | None) -> None:
+    """Show the spool's backlog and, for a workflow FILE, its store's health."""
     from .observability.spool import Spool
 
     spool = Spool()
@@ -330,6 +331,51 @@ def status() -> None:
         click.echo(f"oldest: {backlog['oldest_age_s']} s")
     if backlog["last_error"]:
         click.echo(f"last error: {backlog['last_error']}")
+    if file is None:
+        return
+    from .observability.maintenance import store_status
+
+    destination, mlflow = _store_of(file)
+    health = store_status(destination, mlflow.experiment_name)
+    click.echo(f"store: {destination} (experiment {mlflow.experiment_name})")
+    if not health.reachable:
+        click.echo(f"unreachable: {health.error}")
+        sys.exit(1)
+    click.echo(f"last 24 h: {health.runs_24h} run(s), {health.traces_24h} trace(s)")
+
+
+@observability.command()
+@click.argument("file", type=_FILE)
+@click.option("--days", type=click.IntRange(min=1), help="Override retention_days.")
+def prune(file: Path, days: int | None) -> None:
+    """Delete a workflow's traces and runs older than its `retention_days`."""
+    from .observability.maintenance import prune as prune_store
+
+    destination, mlflow = _store_of(file)
+    retention = days or mlflow.retention_days
+    if retention is None:
+        _fail_input("no retention: set config.observability.mlflow.retention_days or --days")
+    try:
+        traces, runs = prune_store(destination, mlflow.experiment_name, retention)
+    except Exception as exc:
+        click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"deleted {traces} trace(s) and {runs} run(s) older than {retention} day(s)")
+
+
+def _store_of(file: Path) -> tuple[str, Any]:
+    import os
+
+    from .config import validate_workflow
+    from .observability.recorder import tracking_uri
+
+    workflow, diagnostics = validate_workflow(file)
+    if workflow is None:
+        for diagnostic in diagnostics:
+            click.echo(diagnostic.format(), err=True)
+        sys.exit(2)
+    mlflow = workflow.config.config.observability.mlflow
+    return tracking_uri(mlflow, os.environ), mlflow
 
 
 def _write(text: str, output: Path | None) -> None:
