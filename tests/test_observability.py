@@ -336,3 +336,31 @@ def test_prune_deletes_only_what_is_older_than_retention(tmp_path: Path, store: 
     assert old_trace != new_trace
     (run,) = client.search_runs([experiment])
     assert run.data.params["input_topic"] == "new"
+
+
+def test_unreachable_server_keeps_runs_and_sync_sends_them_elsewhere(
+    tmp_path: Path, store: str
+) -> None:
+    dead = f"http://127.0.0.1:{_free_port()}"
+    data = yaml.safe_load((ROOT / "examples" / "article_writer.yaml").read_text())
+    data["config"]["observability"]["mlflow"].update(tracking_uri=dead)
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump(data))
+    ran = subprocess.run(
+        [sys.executable, "-m", "configurable_agents", "run", str(path), "-i", "topic=x",
+         "--llm", "mock"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "does not answer; runs are kept in the spool" in ran.stderr
+    trace_id = ran.stderr.split("Trace ")[1].split()[0]
+    assert "is spooled for" in ran.stderr and Spool().pending(dead) == 1
+    synced = subprocess.run(
+        [sys.executable, "-m", "configurable_agents", "observability", "sync", "--to", store,
+         "--from", dead],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert synced.returncode == 0, synced.stderr
+    assert f"sent 1 run(s) to {store}; wrote 1" in synced.stdout
+    assert _client(store).get_trace(trace_id).info.state == "OK"
+    assert Spool().pending() == 0

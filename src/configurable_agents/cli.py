@@ -276,10 +276,10 @@ def run(
         if result.status.value != "success":
             click.echo("partial state: " + json.dumps(result.state, default=str), err=True)
     if result.trace_id:
-        from .observability.recorder import flush_all
+        from .observability.recorder import FLUSH_TIMEOUT_ENV
 
         where = prepared.recorder.destination
-        if flush_all():
+        if prepared.recorder.flush(float(os.environ.get(FLUSH_TIMEOUT_ENV, "10"))):
             click.echo(f"Trace {result.trace_id} written to {where}", err=True)
         else:
             click.echo(
@@ -315,6 +315,24 @@ def flush(timeout: float | None) -> None:
     left = spool.pending()
     click.echo(f"wrote {written} run(s); {left} left in {spool.path}")
     sys.exit(1 if left else 0)
+
+
+@observability.command()
+@click.option("--to", "target", required=True, help="Tracking URI to write the runs to.")
+@click.option("--from", "source", help="Only runs bound for this tracking URI (default: all).")
+def sync(target: str, source: str | None) -> None:
+    """Send spooled runs (e.g. kept while a server was down) to another store, and write them."""
+    from .observability.spool import Spool
+    from .observability.writer import drain
+
+    spool = Spool()
+    moved = spool.retarget(target, source)
+    try:
+        written = drain(spool, destination=target)
+    except Exception as exc:
+        click.echo(f"error: {type(exc).__name__}: {exc}; runs stay spooled", err=True)
+        sys.exit(1)
+    click.echo(f"sent {moved} run(s) to {target}; wrote {written}")
 
 
 @observability.command()

@@ -12,10 +12,12 @@ import atexit
 import datetime as dt
 import logging
 import os
+import socket
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..config.loader import Workflow
 from ..config.settings import MlflowConfig
@@ -33,6 +35,25 @@ FLUSH_TIMEOUT_ENV = "CONFIGURABLE_AGENTS_FLUSH_TIMEOUT"
 _log = logging.getLogger(__name__)
 _writers: dict[tuple[str, str], BackgroundWriter] = {}
 _writers_lock = threading.Lock()
+_warned: set[str] = set()
+
+PROBE_TIMEOUT_S = 3.0
+"""Budget for checking that an MLflow server answers before the first run records to it."""
+
+
+def probe(destination: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether an ``http(s)`` store accepts connections (other stores are local: always true)."""
+    parts = urlsplit(destination)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return True
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 _RUN_STATUS = {"success": "FINISHED", "cancelled": "KILLED"}
 
 
@@ -80,6 +101,15 @@ class Recorder:
         self.destination = tracking_uri(config, env)
         self.spool = spool or Spool()
         self.scrub = make_scrubber(env, redact_pii=config.redact_pii)
+        self.reachable = probe(self.destination)
+        if not self.reachable and self.destination not in _warned:
+            _warned.add(self.destination)
+            _log.warning(
+                "MLflow store %s does not answer; runs are kept in the spool %s until it does "
+                "(`configurable-agents observability flush` writes them)",
+                self.destination,
+                self.spool.path,
+            )
 
     def record(self, result: RunResult) -> str:
         """Spool the run's trace and run record; returns the trace id (``tr-...``)."""
@@ -88,7 +118,9 @@ class Recorder:
         )
         payload = {"trace_id": trace_id, "spans": spans, "run": self._run_record(result, trace_id)}
         self.spool.put(self.destination, self.config.experiment_name, payload)
-        if self.config.async_logging:
+        if not self.reachable:
+            pass  # spooled; a later process or `observability flush` delivers it
+        elif self.config.async_logging:
             self._writer().wake()
         else:
             try:
@@ -99,7 +131,7 @@ class Recorder:
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for this recorder's runs to be written."""
-        return self._writer().flush(timeout)
+        return self.reachable and self._writer().flush(timeout)
 
     def _writer(self) -> BackgroundWriter:
         key = (str(self.spool.path), self.destination)
