@@ -1,9 +1,9 @@
 """Recording finished runs in MLflow without making them wait: record to the spool, write later.
 
 :meth:`Recorder.record` builds the run's trace and run record (pure Python, no MLflow import),
-commits them to the durable spool and wakes a background writer. At exit, the writers get a
-bounded time to finish; anything left stays in the spool for the next process or for
-``configurable-agents observability flush``.
+commits them to the durable spool and makes sure a writer process is draining it. At exit a process
+gives its writers a bounded time; the writer process goes on after it, and anything it cannot write
+stays in the spool for the next process or for ``configurable-agents observability flush``.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class Recorder:
         if not self.reachable:
             pass  # spooled; a later process or `observability flush` delivers it
         elif self.config.async_logging:
-            self._writer().wake()
+            self._writer()
         else:
             try:
                 drain(self.spool, destination=self.destination)

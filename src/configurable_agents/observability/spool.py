@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLAIM_TIMEOUT_S", "SPOOL_ENV", "Spool", "SpoolItem", "default_spool_path"]
+__all__ = [
+    "CLAIM_TIMEOUT_S",
+    "SPOOL_ENV",
+    "Spool",
+    "SpoolItem",
+    "default_spool_path",
+    "process_alive",
+]
 
 SPOOL_ENV = "CONFIGURABLE_AGENTS_SPOOL"
 """Environment variable naming the spool file."""
@@ -44,7 +51,7 @@ CREATE INDEX IF NOT EXISTS items_destination ON items (destination, experiment, 
 """
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether a process of this machine still runs (a writer killed mid-batch does not)."""
     try:
         os.kill(pid, 0)
@@ -138,7 +145,7 @@ class Spool:
             "SELECT DISTINCT claimed_by FROM items WHERE claimed_by IS NOT NULL"
         ).fetchall()
         for (owner,) in owners:
-            if not _alive(int(owner.split("-", 1)[0])):
+            if not process_alive(int(owner.split("-", 1)[0])):
                 connection.execute(
                     "UPDATE items SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ?",
                     (owner,),

@@ -11,7 +11,6 @@ import fcntl
 import json
 import logging
 import os
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -63,8 +62,8 @@ class MlflowWriter:
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
 
         self.destination = destination
-        self.client = MlflowClient(destination)
         with _schema_lock(destination):
+            self.client = MlflowClient(destination)
             self.client._tracking_client.store  # noqa: B018 - creating the store migrates its schema
         self._experiments: dict[str, str] = {}
 
@@ -182,44 +181,34 @@ def drain(spool: Spool, *, destination: str | None = None, deadline: float | Non
 
 
 class BackgroundWriter:
-    """A daemon thread draining the spool for one destination while the process runs."""
+    """A separate process draining the spool for one destination.
+
+    A process, not a thread: writing to MLflow is CPU-bound Python (its ORM), and in a thread it
+    would take the interpreter lock from the runs it records. The runs' process never imports
+    MLflow. The writer polls the spool; when its parent is gone it writes what is left and exits.
+    """
 
     def __init__(self, spool: Spool, destination: str) -> None:
+        import subprocess
+        import sys
+
         self.spool = spool
         self.destination = destination
-        self.error: str | None = None
-        self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="mlflow-writer", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        """Tell the writer there is work."""
-        self._idle.clear()
-        self._wake.set()
-
-    def _loop(self) -> None:
-        failures = 0
-        while True:
-            self._wake.wait(timeout=5.0)
-            self._wake.clear()
-            try:
-                drain(self.spool, destination=self.destination)
-                failures, self.error = 0, None
-                self._idle.set()
-            except Exception as exc:  # the rows stay spooled for a later writer
-                failures += 1
-                self.error = f"{type(exc).__name__}: {exc}"
-                time.sleep(min(30.0, 0.5 * 2**failures))
-                self._wake.set()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "configurable_agents.observability.drainer",
+             str(spool.path), destination, str(os.getpid())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in a terminal does not cut a batch short
+        )  # fmt: skip
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for this destination's rows to be written; whether
-        they all were (what is left stays spooled for the next writer)."""
+        they all were (what is left stays spooled, and the writer goes on after this process)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.wake()
-            self._idle.wait(max(0.0, deadline - time.monotonic()))
-            if self.spool.pending(self.destination) == 0:
-                return True
-        return self.spool.pending(self.destination) == 0
+        while self.spool.pending(self.destination):
+            if time.monotonic() >= deadline or self._process.poll() is not None:
+                return self.spool.pending(self.destination) == 0
+            time.sleep(0.05)
+        return True
