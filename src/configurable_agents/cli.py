@@ -291,111 +291,6 @@ def run(
     sys.exit(130 if interrupted else EXIT_CODES[result.status.value])
 
 
-@app.group()
-def observability() -> None:
-    """The local spool of runs waiting for MLflow, and the tracking store."""
-
-
-@observability.command()
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
-def flush(timeout: float | None) -> None:
-    """Write every spooled run to its MLflow store now."""
-    import time
-
-    from .observability.spool import Spool
-    from .observability.writer import drain
-
-    spool = Spool()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        written = drain(spool, deadline=deadline)
-    except Exception as exc:
-        click.echo(f"error: {type(exc).__name__}: {exc}; runs stay spooled", err=True)
-        sys.exit(1)
-    left = spool.pending()
-    click.echo(f"wrote {written} run(s); {left} left in {spool.path}")
-    sys.exit(1 if left else 0)
-
-
-@observability.command()
-@click.option("--to", "target", required=True, help="Tracking URI to write the runs to.")
-@click.option("--from", "source", help="Only runs bound for this tracking URI (default: all).")
-def sync(target: str, source: str | None) -> None:
-    """Send spooled runs (e.g. kept while a server was down) to another store, and write them."""
-    from .observability.spool import Spool
-    from .observability.writer import drain
-
-    spool = Spool()
-    moved = spool.retarget(target, source)
-    try:
-        written = drain(spool, destination=target)
-    except Exception as exc:
-        click.echo(f"error: {type(exc).__name__}: {exc}; runs stay spooled", err=True)
-        sys.exit(1)
-    click.echo(f"sent {moved} run(s) to {target}; wrote {written}")
-
-
-@observability.command()
-@click.argument("file", type=_FILE, required=False)
-def status(file: Path | None) -> None:
-    """Show the spool's backlog and, for a workflow FILE, its store's health."""
-    from .observability.spool import Spool
-
-    spool = Spool()
-    backlog = spool.backlog()
-    click.echo(f"spool: {spool.path}")
-    click.echo(f"waiting: {backlog['items']} run(s)")
-    if backlog["oldest_age_s"] is not None:
-        click.echo(f"oldest: {backlog['oldest_age_s']} s")
-    if backlog["last_error"]:
-        click.echo(f"last error: {backlog['last_error']}")
-    if file is None:
-        return
-    from .observability.maintenance import store_status
-
-    destination, mlflow = _store_of(file)
-    health = store_status(destination, mlflow.experiment_name)
-    click.echo(f"store: {destination} (experiment {mlflow.experiment_name})")
-    if not health.reachable:
-        click.echo(f"unreachable: {health.error}")
-        sys.exit(1)
-    click.echo(f"last 24 h: {health.runs_24h} run(s), {health.traces_24h} trace(s)")
-
-
-@observability.command()
-@click.argument("file", type=_FILE)
-@click.option("--days", type=click.IntRange(min=1), help="Override retention_days.")
-def prune(file: Path, days: int | None) -> None:
-    """Delete a workflow's traces and runs older than its `retention_days`."""
-    from .observability.maintenance import prune as prune_store
-
-    destination, mlflow = _store_of(file)
-    retention = days or mlflow.retention_days
-    if retention is None:
-        _fail_input("no retention: set config.observability.mlflow.retention_days or --days")
-    try:
-        traces, runs = prune_store(destination, mlflow.experiment_name, retention)
-    except Exception as exc:
-        click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
-    click.echo(f"deleted {traces} trace(s) and {runs} run(s) older than {retention} day(s)")
-
-
-def _store_of(file: Path) -> tuple[str, Any]:
-    import os
-
-    from .config import validate_workflow
-    from .observability.recorder import tracking_uri
-
-    workflow, diagnostics = validate_workflow(file)
-    if workflow is None:
-        for diagnostic in diagnostics:
-            click.echo(diagnostic.format(), err=True)
-        sys.exit(2)
-    mlflow = workflow.config.config.observability.mlflow
-    return tracking_uri(mlflow, os.environ), mlflow
-
-
 def _write(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
@@ -408,6 +303,9 @@ def _write(text: str, output: Path | None) -> None:
         temporary.unlink(missing_ok=True)
         click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
         sys.exit(1)
+
+
+from . import _cli_observability  # noqa: E402, F401  (registers `observability ...`)
 
 
 def main() -> None:
