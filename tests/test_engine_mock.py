@@ -131,3 +131,29 @@ def test_recursion_limit_is_honoured(tmp_path: Path) -> None:
     assert result.status is RunStatus.FAILED
     assert result.error == "recursion_limit of 6 steps reached"
     assert len(result.records) == 6
+
+
+def test_branches_of_different_lengths_meet_once(tmp_path: Path) -> None:
+    data = {
+        "schema_version": "1.0",
+        "flow": {"name": "fork"},
+        "state": {"fields": {"topic": {"type": "str"}}},
+        "nodes": [
+            {"id": "pros", "prompt": "pros of {topic}", "outputs": ["pros"]},
+            {"id": "pros_more", "prompt": "more on {pros}", "outputs": ["pros2"]},
+            {"id": "cons", "prompt": "cons of {topic}", "outputs": ["cons"]},
+            {"id": "join", "prompt": "{pros2} vs {cons}", "outputs": ["summary"]},
+        ],
+        "edges": [
+            {"from": "START", "to": ["pros", "cons"]},
+            {"from": "pros", "to": "pros_more"},
+            {"from": "pros_more", "to": "join"},
+            {"from": "cons", "to": "join"},
+            {"from": "join", "to": "END"},
+        ],
+    }
+    result = run_workflow(_workflow(tmp_path, yaml.safe_dump(data)), {"topic": "t"}, llm="mock")
+    order = [r.node_id for r in result.records]
+    assert order.count("join") == 1
+    assert order[-1] == "join"
+    assert "mock pros2 vs mock cons" in result.records[-1].prompt

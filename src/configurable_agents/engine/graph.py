@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from ..config.conditions import ConditionError, parse_condition
 from ..config.loader import Workflow
-from ..config.schema import END, START, LoopSpec, ParallelSpec, Route
+from ..config.schema import END, START, LoopSpec, ParallelSpec, Route, WorkflowConfig
 from .context import NodeFailed, RunContext
 from .node import NodePlan, execute_node
 
@@ -72,6 +72,7 @@ def build_graph(workflow: Workflow, plans: dict[str, NodePlan]) -> Any:
     keys = [*workflow.fields, *(loop_key(n) for n in loops)]
     state_type = TypedDict("WorkflowState", {k: Annotated[Any, _last] for k in keys}, total=False)  # type: ignore[misc]
     names = _Names(set(keys))
+    joins = _joins(config)
     graph = StateGraph(state_type)
     for node_id, plan in plans.items():
         if node_id in fan_outs:
@@ -92,8 +93,42 @@ def build_graph(workflow: Workflow, plans: dict[str, NodePlan]) -> Any:
             )
         else:
             for target in edge.targets:
-                graph.add_edge(source, names(target))
+                if edge.from_ not in joins.get(target, ()):
+                    graph.add_edge(source, names(target))
+    for target, sources in joins.items():
+        graph.add_edge([names(s) for s in sources], names(target))
     return graph.compile()
+
+
+def _joins(config: WorkflowConfig) -> dict[str, list[str]]:
+    """Nodes where the branches of a fork (`to: [a, b]`) meet, with the branch ends leading there.
+
+    LangGraph runs a node once per step in which something reaches it, so branches of different
+    lengths would run the meeting node twice; an edge from all branch ends makes it wait for all.
+    """
+    plain: dict[str, list[str]] = {}
+    for edge in config.edges:
+        if edge.routes is None and edge.loop is None and edge.parallel is None:
+            plain.setdefault(edge.from_, []).extend(edge.targets)
+    joins: dict[str, list[str]] = {}
+    for edge in config.edges:
+        if not isinstance(edge.to, list) or len(edge.to) < 2:
+            continue
+        ends: dict[str, set[str]] = {}  # meeting node -> branch ends reaching it
+        for branch in edge.to:
+            node, seen = branch, set()
+            while node in plain and len(plain[node]) == 1 and node not in seen:
+                seen.add(node)
+                following = plain[node][0]
+                if following == END:
+                    break
+                ends.setdefault(following, set()).add(node)
+                node = following
+        for meeting, sources in ends.items():
+            if len(sources) == len(edge.to):
+                joins[meeting] = sorted(sources)
+                break
+    return joins
 
 
 def _single(plan: NodePlan, is_loop: bool) -> Callable[..., Any]:
