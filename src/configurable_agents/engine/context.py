@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,7 +18,7 @@ from .records import NodeRecord
 if TYPE_CHECKING:
     from .node import NodePlan
 
-__all__ = ["BudgetExceeded", "NodeFailed", "Reservation", "RunContext", "estimate_tokens"]
+__all__ = ["BudgetExceeded", "NodeFailed", "Reservation", "RunContext"]
 
 
 class BudgetExceeded(Exception):
@@ -28,11 +27,6 @@ class BudgetExceeded(Exception):
 
 class NodeFailed(Exception):
     """A node could not produce its output; the message says why in one line."""
-
-
-def estimate_tokens(text: str) -> int:
-    """A cheap upper-leaning estimate of a prompt's tokens (4 characters per token)."""
-    return max(1, math.ceil(len(text) / 4))
 
 
 @dataclass

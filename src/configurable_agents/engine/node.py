@@ -19,9 +19,9 @@ from ..config.schema import Node
 from ..config.templates import render_template
 from ..llm.outputs import FINAL_ANSWER
 from ..llm.settings import LLMSettings
-from ..llm.usage import TokenUsage
+from ..llm.usage import TokenUsage, estimate_tokens
 from .calls import call_with_retries, describe_error
-from .context import NodeFailed, RunContext, estimate_tokens
+from .context import NodeFailed, RunContext
 from .records import ModelCallRecord, NodeRecord, ToolCallRecord
 
 __all__ = ["NodePlan", "execute_node"]
@@ -168,12 +168,6 @@ async def _call(
         call.duration_s = time.perf_counter() - started
         call.usage, call.cost_usd = usage, cost
         ctx.settle(reservation, usage, cost)
-        record.model_calls += 1
-        record.usage = record.usage + usage
-        if cost is None or record.cost_usd is None:
-            record.cost_usd = None
-        else:
-            record.cost_usd += cost
 
 
 async def _run_tool(plan: NodePlan, call: dict[str, Any], record: NodeRecord) -> Any:

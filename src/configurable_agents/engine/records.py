@@ -65,17 +65,14 @@ class NodeRecord:
         item_index: 0-based fan-out item, for nodes run by a `parallel` edge.
         provider: LLM provider called.
         model: Model called.
-        usage: Tokens of every model call of the execution.
-        cost_usd: Their cost, or ``None`` when the model is unpriced.
         price_source: Where the price came from.
-        model_calls: Model calls made, retries included.
         duration_s: Wall time of the execution.
         tool_calls: Tools the model called.
         output: What the node wrote to state.
         error: Why the execution failed, if it did.
         prompt: The rendered prompt.
         started_ns: Wall-clock start, nanoseconds since the epoch.
-        calls: Each model call, for tracing.
+        calls: Each model call; the execution's usage and cost are theirs summed.
     """
 
     node_id: str
@@ -83,10 +80,7 @@ class NodeRecord:
     model: str
     iteration: int | None = None
     item_index: int | None = None
-    usage: TokenUsage = field(default_factory=TokenUsage)
-    cost_usd: Decimal | None = Decimal(0)
     price_source: str = ""
-    model_calls: int = 0
     duration_s: float = 0.0
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     output: dict[str, Any] | None = None
@@ -95,12 +89,28 @@ class NodeRecord:
     started_ns: int = 0
     calls: list[ModelCallRecord] = field(default_factory=list)
 
+    @property
+    def model_calls(self) -> int:
+        """Model calls made, retries of invalid replies included."""
+        return len(self.calls)
+
+    @property
+    def usage(self) -> TokenUsage:
+        """Tokens of every model call of the execution."""
+        return sum((call.usage for call in self.calls), TokenUsage())
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        """Cost of the execution's calls, or ``None`` when one of them is unpriced."""
+        costs = [call.cost_usd for call in self.calls]
+        return None if None in costs else sum(costs, Decimal(0))  # type: ignore[arg-type]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; tokens flattened, cost as a float."""
         data = asdict(self)
-        data.pop("usage")
         data.pop("calls")
         data.update(
+            model_calls=self.model_calls,
             input_tokens=self.usage.input_tokens,
             output_tokens=self.usage.output_tokens,
             cached_tokens=self.usage.cached_tokens,
@@ -145,10 +155,7 @@ class RunResult:
     @property
     def usage(self) -> TokenUsage:
         """Tokens of the whole run."""
-        total = TokenUsage()
-        for record in self.records:
-            total = total + record.usage
-        return total
+        return sum((record.usage for record in self.records), TokenUsage())
 
     @property
     def cost_usd(self) -> Decimal:

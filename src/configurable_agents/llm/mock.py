@@ -7,7 +7,6 @@ does: tool binding, the `final_answer` structured reply, usage accounting and tr
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,18 +18,12 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from .outputs import FINAL_ANSWER
+from .usage import estimate_tokens
 
 __all__ = ["MockChatModel", "sample_from_schema"]
 
-CHARS_PER_TOKEN = 4
-"""The mock counts one token per four characters, rounded up."""
-
 MOCK_LIST_ITEMS = 3
 """Items in every list the mock returns."""
-
-
-def _tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
 
 
 def _text(message: BaseMessage) -> str:
@@ -84,14 +77,14 @@ class MockChatModel(BaseChatModel):
         return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
     def _reply(self, messages: list[BaseMessage], tools: list[dict[str, Any]] | None) -> ChatResult:
-        prompt_tokens = sum(_tokens(_text(m)) for m in messages)
+        prompt_tokens = sum(estimate_tokens(_text(m)) for m in messages)
         final = next(
             (t["function"] for t in tools or [] if t["function"]["name"] == FINAL_ANSWER), None
         )
         if final is None:
             content = "mock reply"
             message = AIMessage(content=content)
-            completion = _tokens(content)
+            completion = estimate_tokens(content)
         else:
             parameters = final.get("parameters", {})
             args = sample_from_schema(parameters, parameters.get("$defs", {}))
@@ -99,7 +92,7 @@ class MockChatModel(BaseChatModel):
             message = AIMessage(
                 content="", tool_calls=[{"name": FINAL_ANSWER, "args": args, "id": call_id}]
             )
-            completion = _tokens(json.dumps(args))
+            completion = estimate_tokens(json.dumps(args))
         message.usage_metadata = {
             "input_tokens": prompt_tokens,
             "output_tokens": completion,

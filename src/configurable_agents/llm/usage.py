@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TokenUsage"]
+__all__ = ["CHARS_PER_TOKEN", "TokenUsage", "estimate_tokens"]
+
+CHARS_PER_TOKEN = 4
+"""Rule of thumb for estimates (and for the mock provider's counts): four characters a token."""
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens in ``text`` by :data:`CHARS_PER_TOKEN`, rounded up, at least 1."""
+    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""Observability: pricing now; MLflow tracing, OpenTelemetry and Prometheus build on it."""
+"""Observability: prices, MLflow traces and runs recorded through a durable spool, store upkeep."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -123,12 +123,12 @@ class PriceBook:
 
     overrides: Sequence[ModelPrice] = ()
     source: str | None = None
-    _today: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date(), repr=False)
 
     def price(self, provider: str, model: str, usage: TokenUsage) -> Price:
-        """Price one call's usage."""
+        """Price one call's usage, with the override entries in effect today (UTC)."""
+        today = dt.datetime.now(dt.UTC).date()
         for entry in self.overrides:
-            if entry.applies(provider, model, self._today):
+            if entry.applies(provider, model, today):
                 return Price(entry.cost(usage), str(self.source))
         return price_call(provider, model, usage)
 

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -69,10 +70,10 @@ def flush_all(timeout: float | None = None) -> bool:
     """Give every background writer of this process up to ``timeout`` seconds in all."""
     if timeout is None:
         timeout = float(os.environ.get(FLUSH_TIMEOUT_ENV, "10"))
-    deadline = timeout
+    deadline = time.monotonic() + timeout
     ok = True
     for writer in list(_writers.values()):
-        ok &= writer.flush(deadline)
+        ok &= writer.flush(max(0.0, deadline - time.monotonic()))
     return ok
 
 

@@ -170,8 +170,9 @@ def drain(spool: Spool, *, destination: str | None = None, deadline: float | Non
         for target, group in by_destination.items():
             ids = [item.id for item in group]
             try:
-                writer = writers.get(target) or writers.setdefault(target, MlflowWriter(target))
-                writer.write(group)
+                if target not in writers:
+                    writers[target] = MlflowWriter(target)
+                writers[target].write(group)
             except Exception as exc:
                 spool.release(ids, f"{type(exc).__name__}: {exc}")
                 raise
