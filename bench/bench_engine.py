@@ -1,12 +1,12 @@
 """Engine overhead per node against a hand-written LangGraph graph making the same calls.
 
-    python bench/bench_engine.py [--runs 200] [--nodes 3]
+    python bench/bench_engine.py [--runs 300] [--nodes 3]
 
-Both sides run a linear graph of N nodes; each node makes one `langchain-openai` call, forced to
-the same `final_answer` tool, to the same OpenAI-compatible stub server on 127.0.0.1, and validates
-the reply with pydantic. The baseline is the minimum a person would write by hand; ours adds
-templates, budgets, pricing, records and retries. Printed: median milliseconds per run for each,
-their ratio (target <= 1.10x) and our overhead per node.
+Both sides run a linear graph of N nodes; each node sends the same request (same messages, same
+`final_answer` tool schema) through `langchain-openai` to the same OpenAI-compatible stub server on
+127.0.0.1, and validates the reply with pydantic. The baseline is the minimum a person would write
+by hand; ours adds templates, budgets, pricing, records and retries. Printed: median milliseconds
+per run for each, their ratio (target <= 1.10x) and our overhead per node.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _baseline(nodes: int, base_url: str) -> Any:
     from langchain_core.messages import HumanMessage, SystemMessage
     from langchain_openai import ChatOpenAI
     from langgraph.graph import END, START, StateGraph
-    from pydantic import create_model
+    from pydantic import ConfigDict, create_model
 
     model = ChatOpenAI(model="gpt-4o-mini", base_url=base_url, api_key="x", max_retries=0)
     state_type = TypedDict(  # type: ignore[misc]
@@ -57,12 +57,22 @@ def _baseline(nodes: int, base_url: str) -> Any:
     graph = StateGraph(state_type)
 
     def make(index: int) -> Any:
-        answer = create_model("final_answer", **{f"out_step{index}": (str, ...)})
+        # The same request ours sends: system prompt, tool name, description and field schema.
+        answer = create_model(
+            "final_answer",
+            __config__=ConfigDict(extra="forbid"),
+            **{f"out_step{index}": (str, ...)},
+        )
+        answer.__doc__ = f"The result of step 'step{index}'."
+        system = (
+            f"You are step 'step{index}' of the workflow 'bench'. "
+            "Give your result by calling the `final_answer` tool."
+        )
         bound = model.bind_tools([answer], tool_choice="final_answer")
 
         async def node(state: dict[str, Any]) -> dict[str, Any]:
             prompt = f"Write part step{index} about {state['topic']}"
-            reply = await bound.ainvoke([SystemMessage("Answer."), HumanMessage(prompt)])
+            reply = await bound.ainvoke([SystemMessage(system), HumanMessage(prompt)])
             return answer.model_validate(reply.tool_calls[0]["args"]).model_dump()
 
         return node

@@ -7,10 +7,10 @@ tool calls are executed and their results returned, at most `max_tool_calls` per
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -146,8 +146,8 @@ async def _call(
     prompt_tokens = sum(estimate_tokens(_content(m)) for m in messages)
     reservation = ctx.reserve(plan.node.id, plan.settings, prompt_tokens)
     usage = TokenUsage()
-    cost: Decimal | None = Decimal(0)
-    call = ModelCallRecord(started_ns=time.time_ns())
+    pricer = functools.partial(ctx.prices.price, plan.settings.provider, plan.settings.model)
+    call = ModelCallRecord(started_ns=time.time_ns(), pricer=pricer)
     record.calls.append(call)
     started = time.perf_counter()
     try:
@@ -156,9 +156,6 @@ async def _call(
                 bound, messages, timeout=plan.settings.timeout, retries=plan.max_retries
             )
         usage = TokenUsage.from_metadata(getattr(reply, "usage_metadata", None))
-        price = ctx.prices.price(plan.settings.provider, plan.settings.model, usage)
-        cost = price.cost_usd
-        record.price_source = price.source
         call.reply = reply.tool_calls or reply.content
         return reply
     except Exception as exc:
@@ -166,8 +163,9 @@ async def _call(
         raise
     finally:
         call.duration_s = time.perf_counter() - started
-        call.usage, call.cost_usd = usage, cost
-        ctx.settle(reservation, usage, cost)
+        call.usage = usage
+        # Only a cost budget needs the price now; otherwise it is computed when first read.
+        ctx.settle(reservation, usage, call.cost_usd if ctx.max_cost is not None else None)
 
 
 async def _run_tool(plan: NodePlan, call: dict[str, Any], record: NodeRecord) -> Any:

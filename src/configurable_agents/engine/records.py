@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from ..llm.usage import TokenUsage
+from ..observability.pricing import Price
 
 __all__ = ["ModelCallRecord", "NodeRecord", "RunResult", "RunStatus", "ToolCallRecord"]
 
@@ -42,17 +44,31 @@ class ModelCallRecord:
         started_ns: Wall-clock start, nanoseconds since the epoch.
         duration_s: How long it took.
         usage: Tokens it used.
-        cost_usd: Its cost, or ``None`` when unpriced.
         reply: What the model answered: its tool calls, or its text.
         error: Why it failed, if it did.
+        pricer: Prices the usage; called once, when the cost is first needed (pricing is kept
+            off the run's path unless a cost budget needs it there).
     """
 
     started_ns: int
     duration_s: float = 0.0
     usage: TokenUsage = field(default_factory=TokenUsage)
-    cost_usd: Decimal | None = Decimal(0)
     reply: Any = None
     error: str | None = None
+    pricer: Callable[[TokenUsage], Price] | None = field(default=None, repr=False, compare=False)
+    _price: Price | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def price(self) -> Price:
+        """The call's price (computed on first use)."""
+        if self._price is None:
+            self._price = self.pricer(self.usage) if self.pricer else Price(Decimal(0), "")
+        return self._price
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        """The call's cost, or ``None`` when the model is unpriced."""
+        return self.price.cost_usd
 
 
 @dataclass
@@ -65,7 +81,6 @@ class NodeRecord:
         item_index: 0-based fan-out item, for nodes run by a `parallel` edge.
         provider: LLM provider called.
         model: Model called.
-        price_source: Where the price came from.
         duration_s: Wall time of the execution.
         tool_calls: Tools the model called.
         output: What the node wrote to state.
@@ -80,7 +95,6 @@ class NodeRecord:
     model: str
     iteration: int | None = None
     item_index: int | None = None
-    price_source: str = ""
     duration_s: float = 0.0
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     output: dict[str, Any] | None = None
@@ -105,12 +119,18 @@ class NodeRecord:
         costs = [call.cost_usd for call in self.calls]
         return None if None in costs else sum(costs, Decimal(0))  # type: ignore[arg-type]
 
+    @property
+    def price_source(self) -> str:
+        """Where the price of the execution's calls came from."""
+        return self.calls[-1].price.source if self.calls else ""
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; tokens flattened, cost as a float."""
-        data = asdict(self)
-        data.pop("calls")
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "calls"}
+        data["tool_calls"] = [asdict(call) for call in self.tool_calls]
         data.update(
             model_calls=self.model_calls,
+            price_source=self.price_source,
             input_tokens=self.usage.input_tokens,
             output_tokens=self.usage.output_tokens,
             cached_tokens=self.usage.cached_tokens,
