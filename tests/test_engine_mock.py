@@ -157,3 +157,20 @@ def test_branches_of_different_lengths_meet_once(tmp_path: Path) -> None:
     assert order.count("join") == 1
     assert order[-1] == "join"
     assert "mock pros2 vs mock cons" in result.records[-1].prompt
+
+
+def test_observers_see_every_result_and_cannot_fail_a_run() -> None:
+    import asyncio
+
+    from configurable_agents.engine import prepare_workflow
+
+    prepared = prepare_workflow(ROOT / "examples" / "article_writer.yaml", llm="mock", trace=False)
+    seen: list[str] = []
+
+    def broken(result: object) -> None:
+        raise RuntimeError("observer bug")
+
+    prepared.observers += [lambda result: seen.append(result.run_id), broken]
+    result = asyncio.run(prepared.arun({"topic": "bees"}))
+    assert result.status is RunStatus.SUCCESS
+    assert seen == [result.run_id]

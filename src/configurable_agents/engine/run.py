@@ -120,6 +120,8 @@ class PreparedWorkflow:
         llm: The run-wide ``PROVIDER[:MODEL]`` override, if any.
         plans: Per-node settings, output models and tools.
         env: Environment the API keys are read from.
+        observers: Called with every finished run's result, after it is recorded (the server's
+            metrics, OpenTelemetry export); an observer that raises is logged, never fails a run.
     """
 
     workflow: Workflow
@@ -129,6 +131,7 @@ class PreparedWorkflow:
     prices: PriceBook
     graph: Any = None
     recorder: Any = None
+    observers: list[Callable[[RunResult], None]] = field(default_factory=list)
     _models: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
@@ -197,6 +200,11 @@ class PreparedWorkflow:
                 result.trace_id = self.recorder.record(result)
             except Exception as exc:  # recording never fails a run
                 _log.warning("could not record run %s: %s", result.run_id, exc)
+        for observe in self.observers:
+            try:
+                observe(result)
+            except Exception as exc:  # observing never fails a run
+                _log.warning("observer %r failed on run %s: %s", observe, result.run_id, exc)
         return result
 
 
