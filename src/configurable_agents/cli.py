@@ -306,6 +306,7 @@ def _write(text: str, output: Path | None) -> None:
 
 
 from . import _cli_observability  # noqa: E402, F401  (registers `observability ...`)
+from . import _cli_batch  # noqa: E402, F401  (registers `batch`)
 
 
 def main() -> None:

@@ -102,6 +102,8 @@ class Recorder:
         self.destination = tracking_uri(config, env)
         self.spool = spool or Spool()
         self.scrub = make_scrubber(env, redact_pii=config.redact_pii)
+        self.run_records = True
+        """Whether each run gets an MLflow run besides its trace (a batch's rows do not)."""
         self.reachable = probe(self.destination)
         if not self.reachable and self.destination not in _warned:
             _warned.add(self.destination)
@@ -117,7 +119,18 @@ class Recorder:
         trace_id, spans = build_trace(
             result, self.workflow, scrub=self.scrub, log_prompts=self.config.log_prompts
         )
-        payload = {"trace_id": trace_id, "spans": spans, "run": self._run_record(result, trace_id)}
+        run = self._run_record(result, trace_id) if self.run_records else None
+        self._spool({"trace_id": trace_id, "spans": spans, "run": run})
+        return trace_id
+
+    def record_run(self, run: dict[str, Any], trace_ids: list[str]) -> None:
+        """Spool an MLflow run with no trace of its own, linked to ``trace_ids`` (a batch's
+        parent run); ``run`` has the keys of a run record (name, start_ms, end_ms, status,
+        params, metrics, tags, artifacts)."""
+        run = {**run, "artifacts": self.scrub(run["artifacts"])}
+        self._spool({"trace_id": None, "spans": [], "run": run, "linked_traces": trace_ids})
+
+    def _spool(self, payload: dict[str, Any]) -> None:
         self.spool.put(self.destination, self.config.experiment_name, payload)
         if not self.reachable:
             pass  # spooled; a later process or `observability flush` delivers it
@@ -128,7 +141,6 @@ class Recorder:
                 drain(self.spool, destination=self.destination)
             except Exception as exc:  # stays spooled; a run never fails for its recording
                 _log.warning("MLflow write failed, the run stays spooled: %s", exc)
-        return trace_id
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for this recorder's runs to be written."""

@@ -97,7 +97,8 @@ class MlflowWriter:
                 store.log_spans(experiment_id, spans)
             except NotImplementedError:  # file stores keep traces as artifacts
                 for item in group:
-                    self._trace_as_artifact(experiment_id, item.payload["spans"])
+                    if item.payload["spans"]:  # a batch's parent run has no trace of its own
+                        self._trace_as_artifact(experiment_id, item.payload["spans"])
             for item in group:
                 if item.payload.get("run"):
                     self._run(experiment_id, item.payload)
@@ -143,12 +144,14 @@ class MlflowWriter:
                 Metric(k, float(v), record["end_ms"], 0) for k, v in record["metrics"].items()
             ],
             params=[Param(k, str(v)[:6000]) for k, v in record["params"].items()],
-            tags=[RunTag("mlflow.trace_id", payload["trace_id"])],
+            tags=[RunTag("mlflow.trace_id", payload["trace_id"])] if payload["trace_id"] else [],
         )
         for path, content in record["artifacts"].items():
             self.client.log_text(run_id, json.dumps(content, indent=2, default=str), path)
-        with contextlib.suppress(MlflowException):  # file stores cannot link; the tag still does
-            self.client.link_traces_to_run([payload["trace_id"]], run_id)
+        linked = payload.get("linked_traces", [payload["trace_id"]])
+        for start in range(0, len(linked), 100):  # MLflow links at most 100 per call
+            with contextlib.suppress(MlflowException):  # file stores cannot link; tags still do
+                self.client.link_traces_to_run(linked[start : start + 100], run_id)
         self.client.set_terminated(run_id, status=record["status"], end_time=record["end_ms"])
 
 

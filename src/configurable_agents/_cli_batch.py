@@ -1,0 +1,179 @@
+"""`configurable-agents batch`: one workflow over every row of a dataset, concurrently."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import _FILE, _fail_input, _parse_tags, app
+
+__all__ = ["batch"]
+
+BATCH_EXIT = {None: 0, "budget": 3, "interrupted": 130}
+
+
+class _Progress:
+    """A Rich progress bar on stderr (done, failed, running, cost, ETA) when it is a terminal."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(
+                TextColumn("batch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("[red]{task.fields[failed]} failed[/] · {task.fields[running]} running"),
+                TextColumn("· ${task.fields[cost]:.6f} · ETA {task.fields[eta]}"),
+                console=self.console,
+                refresh_per_second=8,
+            )
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def start(self, stats: Any) -> None:
+        if self.bar is not None:
+            self.task = self.bar.add_task("batch", total=stats.total, failed=0, running=0,
+                                          cost=0.0, eta="-")  # fmt: skip
+        else:
+            self.console.print(f"{stats.total} row(s) to run, {stats.skipped} already done")
+
+    def update(self, stats: Any) -> None:
+        if self.task is None:
+            return
+        eta = stats.eta_s
+        self.bar.update(
+            self.task,
+            completed=stats.done,
+            failed=stats.failed,
+            running=stats.running,
+            cost=stats.cost_usd,
+            eta="-" if eta is None else f"{int(eta) // 60}:{int(eta) % 60:02d}",
+        )
+
+
+@app.command()
+@click.argument("file", type=_FILE)
+@click.option("--inputs", "inputs", required=True, type=click.Path(path_type=Path),
+              help="Rows: .jsonl, .csv or .json (a list of objects).")  # fmt: skip
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Rows running at once.")  # fmt: skip
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("results.jsonl"),
+              show_default=True, help="Results, one JSON line per row.")  # fmt: skip
+@click.option("--resume", is_flag=True, help="Continue OUTPUT: skip rows that succeeded there.")
+@click.option("--max-cost-usd", type=click.FloatRange(min=0), help="Stop starting rows past this.")
+@click.option("--llm", metavar="PROVIDER[:MODEL]", help="Use this model for every node.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Label every row's run.")
+@click.option("--trace", is_flag=True, help="Record in MLflow (whatever the file says).")
+def batch(
+    file: Path,
+    inputs: Path,
+    concurrency: int,
+    output: Path,
+    resume: bool,
+    max_cost_usd: float | None,
+    llm: str | None,
+    tags: tuple[str, ...],
+    trace: bool,
+) -> None:
+    """Run a workflow FILE once per row of --inputs; write one result line per row.
+
+    Exit codes: 0 every row succeeded, 1 some failed, 2 bad input, 3 budget reached,
+    130 interrupted (the output is complete for what ran; --resume continues it).
+    """
+    import asyncio
+
+    from .batch import DatasetError, read_rows, run_batch
+    from .config import validate_workflow
+    from .engine import SetupError, prepare_workflow
+    from .llm import parse_llm_override
+
+    workflow, diagnostics = validate_workflow(file)
+    if workflow is None:
+        for diagnostic in diagnostics:
+            click.echo(diagnostic.format(), err=True)
+        sys.exit(2)
+    if llm is not None:
+        try:
+            parse_llm_override(llm)
+        except ValueError as exc:
+            _fail_input(f"--llm: {exc}")
+    labels = _parse_tags(tags)
+    try:
+        rows = read_rows(inputs, workflow)
+        prepared = prepare_workflow(workflow, llm=llm, trace=trace or None)
+    except (DatasetError, SetupError) as exc:
+        _fail_input(str(exc))
+    if max_cost_usd is not None:
+        _check_priced(prepared)
+    with _Progress() as progress:
+
+        async def main() -> Any:
+            return await run_batch(
+                prepared, rows, output, inputs=inputs, resume=resume, concurrency=concurrency,
+                max_cost_usd=max_cost_usd, tags=labels, on_progress=progress.update,
+                on_start=progress.start,
+            )  # fmt: skip
+
+        try:
+            stats = asyncio.run(main())
+        except DatasetError as exc:
+            _fail_input(str(exc))
+    _report(stats, output, prepared)
+    code = BATCH_EXIT[stats.stopped] or (1 if stats.failed else 0)
+    sys.exit(code)
+
+
+def _check_priced(prepared: Any) -> None:
+    from .llm.usage import TokenUsage
+
+    for plan in prepared.plans.values():
+        settings = plan.settings
+        if prepared.prices.price(settings.provider, settings.model, TokenUsage(1)).cost_usd is None:
+            _fail_input(
+                f"--max-cost-usd: {settings.provider}/{settings.model} has no known price, "
+                "so the budget cannot be enforced"
+            )
+
+
+def _report(stats: Any, output: Path, prepared: Any) -> None:
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(stats.statuses.items())) or "none run"
+    click.echo(
+        f"{stats.done} row(s) run in {stats.elapsed_s:.1f} s ({stats.rate:.1f}/s): {statuses}; "
+        f"{stats.skipped} skipped (already done); {stats.total - stats.done} not started",
+        err=True,
+    )
+    if stats.stopped == "budget":
+        click.echo("budget reached: no more rows started (--resume runs the rest)", err=True)
+    elif stats.stopped == "interrupted":
+        click.echo("interrupted: running rows cancelled (--resume runs them again)", err=True)
+    if prepared.recorder is not None:
+        from .observability.recorder import FLUSH_TIMEOUT_ENV
+
+        where = prepared.recorder.destination
+        if prepared.recorder.flush(float(os.environ.get(FLUSH_TIMEOUT_ENV, "10"))):
+            click.echo(f"Traces and the batch run written to {where}", err=True)
+        else:
+            click.echo(
+                f"Traces are spooled for {where}; `configurable-agents observability flush` "
+                "writes them",
+                err=True,
+            )
+    unpriced = " (some models unpriced)" if stats.unpriced else ""
+    click.echo(f"Results: {output}", err=True)
+    click.echo(f"Batch cost: ${stats.cost_usd:.6f}, {stats.tokens:,} tokens{unpriced}", err=True)
