@@ -79,6 +79,22 @@ def check_provider(settings: LLMSettings, env: Mapping[str, str] | None = None) 
         )
 
 
+def _own_async_client(model: Any) -> Any:
+    """Give a ChatAnthropic its own async HTTP client.
+
+    langchain-anthropic shares one process-wide ``httpx.AsyncClient`` between every model with the
+    same base URL and timeout. Our models live in one event loop each, and runs in other threads'
+    loops that share that client's connections fail with connection errors.
+    """
+    import anthropic
+
+    params = model._client_params
+    timeout = {"timeout": params["timeout"]} if "timeout" in params else {}
+    client = anthropic.DefaultAsyncHttpxClient(base_url=params["base_url"], **timeout)
+    model.__dict__["_async_client"] = anthropic.AsyncClient(**params, http_client=client)
+    return model
+
+
 def create_chat_model(settings: LLMSettings, env: Mapping[str, str] | None = None) -> BaseChatModel:
     """A LangChain chat model for ``settings``; retries are ours, so the client's are off."""
     env = os.environ if env is None else env
@@ -107,7 +123,7 @@ def create_chat_model(settings: LLMSettings, env: Mapping[str, str] | None = Non
         )
     if settings.provider == "anthropic":
         extra = {"base_url": settings.api_base} if settings.api_base else {}
-        return cls(
+        model = cls(
             **common,
             api_key=key,
             timeout=settings.timeout,
@@ -115,6 +131,7 @@ def create_chat_model(settings: LLMSettings, env: Mapping[str, str] | None = Non
             max_tokens=settings.max_tokens or 4096,
             **extra,
         )
+        return _own_async_client(model)
     if settings.provider == "google":
         return cls(
             **common,
