@@ -229,6 +229,7 @@ def run(
     Exit codes: 0 success, 1 failed, 2 bad input, 3 budget exceeded, 4 timeout, 130 interrupted.
     """
     import asyncio
+    import contextlib
 
     from ._display import RunDisplay, closing_line
     from .config import validate_workflow
@@ -253,7 +254,12 @@ def run(
         _fail_input(str(exc))
     holder: dict[str, Any] = {}
     interrupted = False
-    with RunDisplay(workflow.name, verbose=verbose) as display:
+    active: Any = contextlib.nullcontext()
+    if workflow.config.config.observability.prometheus.enabled:
+        from ._cli_serve import run_metrics
+
+        active = run_metrics(prepared)
+    with active, RunDisplay(workflow.name, verbose=verbose) as display:
 
         async def main() -> None:
             holder["result"] = await prepared.arun(
@@ -305,8 +311,11 @@ def _write(text: str, output: Path | None) -> None:
         sys.exit(1)
 
 
-from . import _cli_observability  # noqa: E402, F401  (registers `observability ...`)
-from . import _cli_batch  # noqa: E402, F401  (registers `batch`)
+from . import (  # noqa: E402  (each module registers its commands)
+    _cli_batch,  # noqa: F401  (`batch`)
+    _cli_observability,  # noqa: F401  (`observability ...`)
+    _cli_serve,  # noqa: F401  (`serve`)
+)
 
 
 def main() -> None:

@@ -142,8 +142,9 @@ class PreparedWorkflow:
         *,
         tags: Mapping[str, str] | None = None,
         on_record: Callable[[NodeRecord], None] | None = None,
+        run_id: str | None = None,
     ) -> RunResult:
-        """Run once; see :func:`run_workflow`."""
+        """Run once; see :func:`run_workflow`. ``run_id`` names the run (default: a new id)."""
         from langgraph.errors import GraphRecursionError
 
         from .graph import CONTEXT_KEY
@@ -183,7 +184,7 @@ class PreparedWorkflow:
             status, error = RunStatus.FAILED, f"{where}{describe_error(exc)}"
         state_out = {k: v for k, v in ctx.state.items() if k in workflow.fields}
         result = RunResult(
-            run_id=uuid.uuid4().hex,
+            run_id=run_id or uuid.uuid4().hex,
             workflow=workflow.name,
             status=status,
             state=state_out,

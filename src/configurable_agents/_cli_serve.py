@@ -1,0 +1,162 @@
+"""`configurable-agents serve`: a workflow behind an HTTP API (FastAPI on uvicorn)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from .cli import _FILE, _fail_input, app
+
+if TYPE_CHECKING:
+    from .engine import PreparedWorkflow
+    from .server.jobs import JobStore
+
+__all__ = ["run_metrics", "serve"]
+
+
+@app.command()
+@click.argument("file", type=_FILE)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any."
+)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Job table (SQLite). Default: $CONFIGURABLE_AGENTS_RUNS_DB, else "
+    "~/.configurable-agents/runs.db.",
+)
+@click.option(
+    "--llm", metavar="PROVIDER[:MODEL]", help="Use this model for every node (mock: offline)."
+)
+@click.option("--trace", is_flag=True, help="Record every run in MLflow (whatever the file says).")
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=1 << 20,
+    show_default=True,
+    help="Larger request bodies get 413.",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds running runs get to finish at shutdown before they are cancelled.",
+)
+def serve(
+    file: Path,
+    host: str,
+    port: int,
+    db: Path | None,
+    llm: str | None,
+    trace: bool,
+    max_body_bytes: int,
+    shutdown_timeout: float,
+) -> None:
+    """Serve a workflow FILE over HTTP: POST /runs, GET /runs/{id}, /schema, /metrics, /docs.
+
+    With $CONFIGURABLE_AGENTS_API_TOKEN set, requests need `Authorization: Bearer <token>`.
+    """
+    import sqlite3
+
+    from .config import validate_workflow
+    from .engine import SetupError, prepare_workflow
+    from .llm import parse_llm_override
+    from .server.jobs import JobStore
+
+    workflow, diagnostics = validate_workflow(file)
+    if workflow is None:
+        for diagnostic in diagnostics:
+            click.echo(diagnostic.format(), err=True)
+        sys.exit(2)
+    if llm is not None:
+        try:
+            parse_llm_override(llm)
+        except ValueError as exc:
+            _fail_input(f"--llm: {exc}")
+    try:
+        prepared = prepare_workflow(workflow, llm=llm, trace=trace or None)
+    except SetupError as exc:
+        _fail_input(str(exc))
+    try:
+        jobs = JobStore(db)
+    except (OSError, sqlite3.Error) as exc:
+        _fail_input(f"--db {db or '(default)'}: {exc}")
+    try:
+        listener = socket.create_server((host, port))
+    except OSError as exc:
+        _fail_input(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    _run_server(prepared, jobs, listener, max_body_bytes, shutdown_timeout)
+
+
+def _run_server(
+    prepared: PreparedWorkflow,
+    jobs: JobStore,
+    listener: socket.socket,
+    max_body_bytes: int,
+    shutdown_timeout: float,
+) -> None:
+    import uvicorn
+
+    from .server.app import TOKEN_ENV, create_app
+    from .server.metrics import serve_metrics
+
+    token = os.environ.get(TOKEN_ENV) or None
+    api = create_app(
+        prepared,
+        jobs=jobs,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        shutdown_timeout=shutdown_timeout,
+    )
+    host, port = listener.getsockname()[:2]
+    notes = ["API docs at /docs", f"job table {jobs.path}"]
+    notes += ["bearer token required"] if token else []
+    prometheus = prepared.workflow.config.config.observability.prometheus
+    if prometheus.enabled:
+        try:
+            serve_metrics(api.state.metrics, prometheus)
+            notes.append(f"metrics also on :{prometheus.port}{prometheus.path}")
+        except OSError as exc:
+            notes.append(f"metrics NOT on :{prometheus.port}: {exc.strerror or exc}")
+    click.echo(
+        f"serving {prepared.workflow.name} on http://{host}:{port} ({'; '.join(notes)})", err=True
+    )
+    config = uvicorn.Config(
+        api, log_level="info", timeout_graceful_shutdown=shutdown_timeout, lifespan="on"
+    )
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def run_metrics(prepared: PreparedWorkflow) -> AbstractContextManager[None]:
+    """For `run`: serve the workflow's metrics as `config.observability.prometheus` says.
+
+    Returns a context manager counting the run as active while it runs. A missing package or a
+    busy port is reported on stderr; the run goes on without metrics.
+    """
+    config = prepared.workflow.config.config.observability.prometheus
+    try:
+        from .server.metrics import Metrics, serve_metrics
+    except ImportError:
+        click.echo(
+            "warning: observability.prometheus needs `pip install 'configurable-agents[server]'`",
+            err=True,
+        )
+        return nullcontext()
+    metrics = Metrics.for_workflow(prepared)
+    try:
+        serve_metrics(metrics, config)
+    except OSError as exc:
+        click.echo(
+            f"warning: metrics not served on :{config.port}: {exc.strerror or exc}", err=True
+        )
+        return nullcontext()
+    click.echo(f"metrics on http://0.0.0.0:{config.port}{config.path}", err=True)
+    return metrics.running()

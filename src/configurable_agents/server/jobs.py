@@ -1,0 +1,211 @@
+"""The job table: every run the server accepted, in SQLite, readable by any replica.
+
+One row per run: its inputs and tags when it is accepted (status ``running``), its summary
+(status, outputs, state, cost, tokens, trace id, error) when it ends. Each row names the server
+process that owns it (``host:pid:token``). A server that starts marks the ``running`` rows of owners
+that no longer run on its host as ``failed`` — a restart reports interrupted runs instead of
+forgetting them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..engine.records import RunResult, RunStatus
+from ..observability.spool import process_alive
+
+__all__ = ["INTERRUPTED", "RUNNING", "RUNS_DB_ENV", "JobStore", "default_runs_db"]
+
+RUNS_DB_ENV = "CONFIGURABLE_AGENTS_RUNS_DB"
+"""Environment variable naming the job table's file (``serve --db`` wins over it)."""
+
+RUNNING = "running"
+"""Status of a run that has not ended."""
+
+INTERRUPTED = "interrupted: the server stopped before the run finished"
+"""Error of a run found ``running`` by a server started after its owner died."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL,
+    finished REAL,
+    inputs TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    summary TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_recent ON runs (workflow, created);
+"""
+
+
+def default_runs_db() -> Path:
+    """``$CONFIGURABLE_AGENTS_RUNS_DB``, else ``~/.configurable-agents/runs.db``."""
+    configured = os.environ.get(RUNS_DB_ENV)
+    if configured:
+        return Path(configured)
+    return Path.home() / ".configurable-agents" / "runs.db"
+
+
+def summarize(result: RunResult) -> dict[str, Any]:
+    """What the job table keeps of a finished run: everything but the per-node records."""
+    summary = result.to_dict()
+    summary["node_executions"] = len(summary.pop("nodes"))
+    return summary
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="milliseconds")
+
+
+class JobStore:
+    """The job table of one SQLite file; safe to use from several threads and processes.
+
+    Attributes:
+        path: The SQLite file.
+        owner: This process's name in the table, ``host:pid:token``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_runs_db()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._local = threading.local()
+        with self._connection() as connection:
+            connection.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.row_factory = sqlite3.Row
+            self._local.connection = connection
+        yield connection
+
+    def create(
+        self, run_id: str, workflow: str, inputs: Mapping[str, Any], tags: Mapping[str, str]
+    ) -> None:
+        """Add a ``running`` run owned by this process."""
+        with self._connection() as connection:
+            connection.execute(
+                "INSERT INTO runs (id, workflow, status, owner, created, inputs, tags) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    workflow,
+                    RUNNING,
+                    self.owner,
+                    time.time(),
+                    json.dumps(dict(inputs), default=str, ensure_ascii=False),
+                    json.dumps(dict(tags), ensure_ascii=False),
+                ),
+            )
+
+    def finish(self, run_id: str, summary: Mapping[str, Any]) -> None:
+        """Store a finished run's summary (its ``status`` becomes the row's)."""
+        with self._connection() as connection:
+            connection.execute(
+                "UPDATE runs SET status = ?, finished = ?, summary = ? WHERE id = ?",
+                (
+                    summary["status"],
+                    time.time(),
+                    json.dumps(dict(summary), default=str, ensure_ascii=False),
+                    run_id,
+                ),
+            )
+
+    def fail(self, run_id: str, status: RunStatus, error: str) -> None:
+        """End a run that produced no result (e.g. cancelled before it started)."""
+        self.finish(run_id, {"run_id": run_id, "status": status.value, "error": error})
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        """The run's view (see :meth:`_view`), or ``None`` if there is no such run."""
+        with self._connection() as connection:
+            row = connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else self._view(row)
+
+    def list(
+        self,
+        workflow: str,
+        *,
+        status: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """The workflow's most recent runs first, filtered by status and tag values."""
+        query, params = "SELECT * FROM runs WHERE workflow = ?", [workflow]
+        if status is not None:
+            query += " AND status = ?"
+            params.append(status)
+        for key, value in (tags or {}).items():
+            query += " AND json_extract(tags, ?) = ?"
+            params += ['$."' + key.replace('"', '""') + '"', value]
+        query += " ORDER BY created DESC LIMIT ?"
+        with self._connection() as connection:
+            rows = connection.execute(query, (*params, limit)).fetchall()
+        return [self._view(row) for row in rows]
+
+    def recover(self) -> int:
+        """Mark ``running`` runs of dead owners on this host as failed; returns how many.
+
+        An owner is dead when its process is gone, or when it has this process's pid (a restarted
+        container's server is often pid 1 again). Owners on other hosts are left alone.
+        """
+        host, pid = socket.gethostname(), os.getpid()
+        with self._connection() as connection:
+            owners = connection.execute(
+                "SELECT DISTINCT owner FROM runs WHERE status = ?", (RUNNING,)
+            ).fetchall()
+            dead = []
+            for (owner,) in owners:
+                owner_host, _, rest = owner.partition(":")
+                owner_pid = int(rest.partition(":")[0] or 0)
+                mine = owner != self.owner and owner_host == host
+                if mine and (owner_pid == pid or not process_alive(owner_pid)):
+                    dead.append(owner)
+            marked = 0
+            for owner in dead:
+                rows = connection.execute(
+                    "SELECT id FROM runs WHERE owner = ? AND status = ?", (owner, RUNNING)
+                ).fetchall()
+                for (run_id,) in rows:
+                    self.fail(run_id, RunStatus.FAILED, INTERRUPTED)
+                    marked += 1
+        return marked
+
+    @staticmethod
+    def _view(row: sqlite3.Row) -> dict[str, Any]:
+        """A run as the API shows it: id, status, times, inputs, tags, then its summary."""
+        summary = json.loads(row["summary"]) if row["summary"] else {}
+        view: dict[str, Any] = {
+            "run_id": row["id"],
+            "workflow": row["workflow"],
+            "status": row["status"],
+            "created_at": _iso(row["created"]),
+            "finished_at": _iso(row["finished"]),
+            "inputs": json.loads(row["inputs"]),
+            "tags": json.loads(row["tags"]),
+        }
+        for key in ("outputs", "state", "cost_usd", "unpriced", "tokens", "duration_s"):
+            view[key] = summary.get(key)
+        view["trace_id"] = summary.get("trace_id")
+        view["error"] = summary.get("error")
+        return view
