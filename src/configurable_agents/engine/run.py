@@ -242,8 +242,13 @@ def prepare_workflow(
         from ..observability.recorder import Recorder
 
         recorder = Recorder(workflow, mlflow, env=env)
+    observers: list[Callable[[RunResult], None]] = []
+    if workflow.config.config.observability.opentelemetry.enabled:
+        from ..observability.otel import OtlpExporter
+
+        observers.append(OtlpExporter(workflow, env=env))
     return PreparedWorkflow(
-        workflow, llm, plans, env, prices, build_graph(workflow, plans), recorder
+        workflow, llm, plans, env, prices, build_graph(workflow, plans), recorder, observers
     )
 
 

@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -131,6 +132,7 @@ class Recorder:
         self._spool({"trace_id": None, "spans": [], "run": run, "linked_traces": trace_ids})
 
     def _spool(self, payload: dict[str, Any]) -> None:
+        payload["key"] = uuid.uuid4().hex  # names the MLflow run, so a retried write finds it
         self.spool.put(self.destination, self.config.experiment_name, payload)
         if not self.reachable:
             pass  # spooled; a later process or `observability flush` delivers it

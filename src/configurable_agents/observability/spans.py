@@ -101,9 +101,11 @@ def build_trace(
     *,
     scrub: Scrub = lambda value: value,
     log_prompts: bool = True,
+    trace_hex: str | None = None,
 ) -> TraceSpans:
-    """The trace id (``tr-...``) and the span dictionaries of a finished run."""
-    builder = _Builder(secrets.token_hex(16), scrub, log_prompts)
+    """The trace id (``tr-...``) and the span dictionaries of a finished run; ``trace_hex`` (32
+    hex digits) sets the trace id, e.g. to export a recorded run under its MLflow trace id."""
+    builder = _Builder(trace_hex or secrets.token_hex(16), scrub, log_prompts)
     flow = workflow.config.flow
     tags = {
         "workflow": flow.name,

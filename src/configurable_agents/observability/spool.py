@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS items (
     claimed_by TEXT,
     claimed_at REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
+    last_error TEXT,
+    claims INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS items_destination ON items (destination, experiment, id);
 """
@@ -79,6 +80,8 @@ class SpoolItem:
     experiment: str
     payload: dict[str, Any]
     attempts: int
+    claims: int = 0
+    """How often the row was claimed before: a row claimed again may be partly written already."""
 
 
 class Spool:
@@ -91,6 +94,9 @@ class Spool:
         self.owner = f"{os.getpid()}-{threading.get_ident()}-{time.time_ns()}"
         with self._connection() as connection:
             connection.executescript(_SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(items)")}
+            if "claims" not in columns:  # a spool written by an older version
+                connection.execute("ALTER TABLE items ADD COLUMN claims INTEGER NOT NULL DEFAULT 0")
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -125,19 +131,20 @@ class Spool:
             try:
                 self._release_dead_claims(connection)
                 rows = connection.execute(
-                    f"SELECT id, destination, experiment, payload, attempts FROM items "
+                    f"SELECT id, destination, experiment, payload, attempts, claims FROM items "
                     f"WHERE {where} ORDER BY id LIMIT ?",
                     (*params, limit),
                 ).fetchall()
                 connection.executemany(
-                    "UPDATE items SET claimed_by = ?, claimed_at = ? WHERE id = ?",
+                    "UPDATE items SET claimed_by = ?, claimed_at = ?, claims = claims + 1 "
+                    "WHERE id = ?",
                     [(self.owner, now, row[0]) for row in rows],
                 )
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
-        return [SpoolItem(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+        return [SpoolItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
     @staticmethod
     def _release_dead_claims(connection: sqlite3.Connection) -> None:

@@ -20,10 +20,13 @@ from typing import Any
 
 from .spool import Spool, SpoolItem
 
-__all__ = ["BATCH_SIZE", "BackgroundWriter", "MlflowWriter", "drain"]
+__all__ = ["BATCH_SIZE", "RECORD_KEY_TAG", "BackgroundWriter", "MlflowWriter", "drain"]
 
 BATCH_SIZE = 200
 """Most spooled runs written in one batch."""
+
+RECORD_KEY_TAG = "configurable_agents.record_key"
+"""Run tag naming the spooled record an MLflow run was written from."""
 
 
 def _prepare_environment(destination: str) -> None:
@@ -100,7 +103,7 @@ class MlflowWriter:
                     if item.payload["spans"]:  # a batch's parent run has no trace of its own
                         self._trace_as_artifact(experiment_id, item.payload["spans"])
             for item in group:
-                if item.payload.get("run"):
+                if item.payload.get("run") and not (item.claims and self._written(item)):
                     self._run(experiment_id, item.payload)
 
     def _trace_as_artifact(self, experiment_id: str, span_dicts: list[dict[str, Any]]) -> None:
@@ -126,16 +129,32 @@ class MlflowWriter:
         client = TracingClient(self.destination)
         client._upload_trace_data(client.start_trace(info), TraceData(spans=spans))
 
+    def _written(self, item: SpoolItem) -> bool:
+        """Whether an earlier claim of ``item`` finished writing its MLflow run; a run it left
+        unfinished is deleted, to be written again whole."""
+        key = item.payload.get("key")
+        if key is None:
+            return False
+        found = self.client.search_runs(
+            [self.experiment_id(item.experiment)],
+            filter_string=f"tags.`{RECORD_KEY_TAG}` = '{key}'",
+        )
+        for run in found:
+            if run.info.status != "RUNNING":
+                return True
+            self.client.delete_run(run.info.run_id)
+        return False
+
     def _run(self, experiment_id: str, payload: dict[str, Any]) -> None:
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.exceptions import MlflowException
 
         record = payload["run"]
+        tags = {k: str(v) for k, v in record["tags"].items()}
+        if payload.get("key"):
+            tags[RECORD_KEY_TAG] = payload["key"]
         run = self.client.create_run(
-            experiment_id,
-            start_time=record["start_ms"],
-            tags={k: str(v) for k, v in record["tags"].items()},
-            run_name=record["name"],
+            experiment_id, start_time=record["start_ms"], tags=tags, run_name=record["name"]
         )
         run_id = run.info.run_id
         self.client.log_batch(
