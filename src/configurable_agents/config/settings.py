@@ -139,19 +139,21 @@ class OpenTelemetryConfig(ConfigModel):
 
     endpoint: str | None = None
     """OTLP endpoint. Default: `OTEL_EXPORTER_OTLP_ENDPOINT`, else `http://localhost:4318`
-    (http) or `http://localhost:4317` (grpc)."""
+    (http) or `http://localhost:4317` (grpc). For `http`, `/v1/traces` is appended unless the URL
+    ends with it."""
 
     protocol: Literal["grpc", "http"] = "http"
     """OTLP transport: `http` (protobuf over HTTP) or `grpc`."""
 
     headers: dict[str, str] = {}
-    """Headers sent with every export, e.g. an API key for a hosted collector."""
+    """Headers sent with every export, e.g. an API key for a hosted collector. When empty,
+    `OTEL_EXPORTER_OTLP_HEADERS` applies (better for secrets than this file)."""
 
     service_name: str = "configurable-agents"
     """`service.name` resource attribute."""
 
     sampling_rate: float = Field(default=1.0, ge=0, le=1)
-    """Fraction of runs exported, 0 to 1."""
+    """Fraction of runs exported, 0 to 1, decided by trace id (`TraceIdRatioBased`)."""
 
 
 class PrometheusConfig(ConfigModel):
