@@ -252,6 +252,7 @@ class _Server(ThreadingHTTPServer):
     """A threaded HTTP server that knows its stub and its open (keep-alive) connections."""
 
     daemon_threads = True
+    request_queue_size = 1024  # the default 5 drops connections a concurrent client opens at once
 
     def __init__(self, stub: StubLLM) -> None:
         self.stub = stub

@@ -39,6 +39,12 @@ def read_results(path: Path) -> dict[str, dict[str, Any]]:
     return latest
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
 class ResultsFile:
     """Appends result lines to ``path``; :meth:`close` leaves one line per row id."""
 
@@ -50,6 +56,8 @@ class ResultsFile:
         """
         self.path = path
         self._handle: IO[str] | None = path.open("a" if resume else "w", encoding="utf-8")
+        if resume and self._handle.tell() and not _ends_with_newline(path):
+            self._handle.write("\n")  # end a line cut short by a kill; it is skipped on reading
 
     def write(self, result: dict[str, Any]) -> None:
         """Append one row's result and flush it to the operating system."""
