@@ -250,58 +250,6 @@ def test_drain_writes_many_traces_in_one_batch(tmp_path: Path, store: str) -> No
     assert all(client.get_trace(trace_id).info.state == "OK" for trace_id in ids)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_dead_server_never_fails_a_run_and_flush_delivers_later(tmp_path: Path, store: str) -> None:
-    import time
-    import urllib.request
-
-    port = _free_port()
-    uri = f"http://127.0.0.1:{port}"
-    data = yaml.safe_load((ROOT / "examples" / "article_writer.yaml").read_text())
-    data["config"]["observability"]["mlflow"].update(tracking_uri=uri, async_logging=False)
-    path = tmp_path / "wf.yaml"
-    path.write_text(yaml.safe_dump(data))
-    result = run_workflow(path, {"topic": "offline"}, llm="mock")
-    assert result.status is RunStatus.SUCCESS and result.trace_id
-    assert Spool().pending(uri) == 1  # kept, not lost
-
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--default-artifact-root", str(tmp_path / "server-artifacts")],
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        flushed = subprocess.run(
-            [sys.executable, "-m", "configurable_agents", "observability", "flush"],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert flushed.returncode == 0, flushed.stdout + flushed.stderr
-        trace = _client(uri).get_trace(result.trace_id)
-        assert [s.span_type for s in trace.data.spans] == ["CHAIN", "AGENT", "CHAT_MODEL"]
-        experiment = _client(uri).get_experiment_by_name("configurable_agents").experiment_id
-        (run,) = _client(uri).search_runs([experiment])
-        assert run.data.metrics["total_tokens"] == result.usage.total_tokens
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 def test_prune_deletes_only_what_is_older_than_retention(tmp_path: Path, store: str) -> None:
     from configurable_agents import load_workflow
     from configurable_agents.observability.recorder import Recorder
@@ -336,31 +284,3 @@ def test_prune_deletes_only_what_is_older_than_retention(tmp_path: Path, store: 
     assert old_trace != new_trace
     (run,) = client.search_runs([experiment])
     assert run.data.params["input_topic"] == "new"
-
-
-def test_unreachable_server_keeps_runs_and_sync_sends_them_elsewhere(
-    tmp_path: Path, store: str
-) -> None:
-    dead = f"http://127.0.0.1:{_free_port()}"
-    data = yaml.safe_load((ROOT / "examples" / "article_writer.yaml").read_text())
-    data["config"]["observability"]["mlflow"].update(tracking_uri=dead)
-    path = tmp_path / "wf.yaml"
-    path.write_text(yaml.safe_dump(data))
-    ran = subprocess.run(
-        [sys.executable, "-m", "configurable_agents", "run", str(path), "-i", "topic=x",
-         "--llm", "mock"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
-    assert "does not answer; runs are kept in the spool" in ran.stderr
-    trace_id = ran.stderr.split("Trace ")[1].split()[0]
-    assert "is spooled for" in ran.stderr and Spool().pending(dead) == 1
-    synced = subprocess.run(
-        [sys.executable, "-m", "configurable_agents", "observability", "sync", "--to", store,
-         "--from", dead],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert synced.returncode == 0, synced.stderr
-    assert f"sent 1 run(s) to {store}; wrote 1" in synced.stdout
-    assert _client(store).get_trace(trace_id).info.state == "OK"
-    assert Spool().pending() == 0

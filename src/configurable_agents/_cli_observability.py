@@ -41,21 +41,34 @@ def flush(timeout: float | None) -> None:
 
 
 @observability.command()
-@click.option("--to", "target", required=True, help="Tracking URI to write the runs to.")
-@click.option("--from", "source", help="Only runs bound for this tracking URI (default: all).")
-def sync(target: str, source: str | None) -> None:
-    """Send spooled runs (e.g. kept while a server was down) to another store, and write them."""
+@click.option("--to", "target", required=True, help="The MLflow server to copy runs to.")
+@click.option(
+    "--from",
+    "source",
+    default="sqlite:///mlflow.db",  # observability.recorder.FALLBACK_URI, not imported for speed
+    show_default=True,
+    help="The local store runs were recorded to while the server was down.",
+)
+def sync(target: str, source: str) -> None:
+    """Copy the runs recorded locally while the server TO was down to it, and write the runs
+    still spooled for it. Runs already copied are not copied again."""
     from .observability.spool import Spool
+    from .observability.sync import copy_fallback_runs
     from .observability.writer import drain
 
-    spool = Spool()
-    moved = spool.retarget(target, source)
+    if source.startswith("sqlite:///") and not Path(source.removeprefix("sqlite:///")).exists():
+        _fail_input(f"--from {source}: no such store")
     try:
-        written = drain(spool, destination=target)
+        traces, runs = copy_fallback_runs(source, target)
+        written = drain(Spool(), destination=target)
     except Exception as exc:
-        click.echo(f"error: {type(exc).__name__}: {exc}; runs stay spooled", err=True)
+        message = str(exc).splitlines()[0][:300] if str(exc) else ""
+        click.echo(f"error: {type(exc).__name__}: {message}; copy again later", err=True)
         sys.exit(1)
-    click.echo(f"sent {moved} run(s) to {target}; wrote {written}")
+    click.echo(
+        f"copied {traces} trace(s) and {runs} run(s) from {source} to {target}; "
+        f"wrote {written} spooled run(s)"
+    )
 
 
 @observability.command()

@@ -9,15 +9,19 @@ stays in the spool for the next process or for ``configurable-agents observabili
 from __future__ import annotations
 
 import atexit
+import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,7 +33,14 @@ from .spans import build_trace
 from .spool import Spool
 from .writer import BackgroundWriter, drain
 
-__all__ = ["FLUSH_TIMEOUT_ENV", "Recorder", "flush_all", "tracking_uri"]
+__all__ = [
+    "FALLBACK_TAG",
+    "FALLBACK_URI",
+    "FLUSH_TIMEOUT_ENV",
+    "Recorder",
+    "flush_all",
+    "tracking_uri",
+]
 
 FLUSH_TIMEOUT_ENV = "CONFIGURABLE_AGENTS_FLUSH_TIMEOUT"
 """Seconds a process waits at exit for its runs to reach MLflow (default 10)."""
@@ -38,6 +49,12 @@ _log = logging.getLogger(__name__)
 _writers: dict[tuple[str, str], BackgroundWriter] = {}
 _writers_lock = threading.Lock()
 _warned: set[str] = set()
+
+FALLBACK_URI = "sqlite:///mlflow.db"
+"""Where runs are recorded while their ``http(s)`` server does not answer."""
+
+FALLBACK_TAG = "configurable_agents.fallback_for"
+"""Trace and run tag naming the server a run was recorded locally in place of."""
 
 PROBE_TIMEOUT_S = 3.0
 """Budget for checking that an MLflow server answers before the first run records to it."""
@@ -54,6 +71,19 @@ def probe(destination: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
             return True
     except OSError:
         return False
+
+
+def _unwritable(uri: str) -> str | None:
+    """Why the SQLite store ``uri`` cannot be written, or None if it can."""
+    path = Path(uri.removeprefix("sqlite:///"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+    except (OSError, sqlite3.Error) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 _RUN_STATUS = {"success": "FINISHED", "cancelled": "KILLED"}
@@ -105,18 +135,49 @@ class Recorder:
         self.scrub = make_scrubber(env, redact_pii=config.redact_pii)
         self.run_records = True
         """Whether each run gets an MLflow run besides its trace (a batch's rows do not)."""
-        self.reachable = probe(self.destination)
-        if not self.reachable and self.destination not in _warned:
-            _warned.add(self.destination)
+        self.fallback_for: str | None = None
+        """The server this recorder stands in for, when it records locally because that server
+        did not answer (its runs are tagged :data:`FALLBACK_TAG`)."""
+        self.enabled = True
+        """False when neither the store nor the local fallback can be written: runs go untraced."""
+        if not probe(self.destination):
+            self._fall_back()
+
+    def _fall_back(self) -> None:
+        server, problem = self.destination, _unwritable(FALLBACK_URI)
+        if problem is None:
+            self.fallback_for, self.destination = server, FALLBACK_URI
+        else:
+            self.enabled = False
+        if server in _warned:
+            return
+        _warned.add(server)
+        if problem is None:
             _log.warning(
-                "MLflow store %s does not answer; runs are kept in the spool %s until it does "
-                "(`configurable-agents observability flush` writes them)",
-                self.destination,
-                self.spool.path,
+                "MLflow server %s does not answer; recording to %s instead "
+                "(`configurable-agents observability sync --to %s` copies those runs there)",
+                server,
+                FALLBACK_URI,
+                server,
+            )
+        else:
+            _log.warning(
+                "MLflow server %s does not answer and the local store %s cannot be written "
+                "(%s); runs are not recorded",
+                server,
+                FALLBACK_URI,
+                problem,
             )
 
-    def record(self, result: RunResult) -> str:
-        """Spool the run's trace and run record; returns the trace id (``tr-...``)."""
+    def record(self, result: RunResult) -> str | None:
+        """Spool the run's trace and run record; returns the trace id (``tr-...``), or None when
+        recording is impossible (see :attr:`enabled`)."""
+        if not self.enabled:
+            return None
+        if self.fallback_for is not None:
+            result = dataclasses.replace(
+                result, tags={**result.tags, FALLBACK_TAG: self.fallback_for}
+            )
         trace_id, spans = build_trace(
             result, self.workflow, scrub=self.scrub, log_prompts=self.config.log_prompts
         )
@@ -134,9 +195,7 @@ class Recorder:
     def _spool(self, payload: dict[str, Any]) -> None:
         payload["key"] = uuid.uuid4().hex  # names the MLflow run, so a retried write finds it
         self.spool.put(self.destination, self.config.experiment_name, payload)
-        if not self.reachable:
-            pass  # spooled; a later process or `observability flush` delivers it
-        elif self.config.async_logging:
+        if self.config.async_logging:
             self._writer()
         else:
             try:
@@ -146,7 +205,7 @@ class Recorder:
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for this recorder's runs to be written."""
-        return self.reachable and self._writer().flush(timeout)
+        return self.enabled and self._writer().flush(timeout)
 
     def _writer(self) -> BackgroundWriter:
         key = (str(self.spool.path), self.destination)

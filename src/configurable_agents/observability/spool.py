@@ -172,15 +172,6 @@ class Spool:
                 [(error[:500], i) for i in ids],
             )
 
-    def retarget(self, new: str, old: str | None = None) -> int:
-        """Send unclaimed rows bound for ``old`` (or anywhere) to ``new``; returns how many."""
-        query = "UPDATE items SET destination = ? WHERE claimed_by IS NULL"
-        params: tuple[str, ...] = (new,)
-        if old is not None:
-            query, params = query + " AND destination = ?", (new, old)
-        with self._connection() as connection:
-            return connection.execute(query, params).rowcount
-
     def pending(self, destination: str | None = None) -> int:
         """Rows not yet written (to ``destination``, or anywhere)."""
         query, params = "SELECT COUNT(*) FROM items", ()
