@@ -69,6 +69,7 @@ class _Guard:
         if not length.isdigit():
             return await _answer(send, 400, "invalid Content-Length", {})
         if int(length) > self.max_body:
+            await self._discard(receive, True)
             return await _answer(send, 413, too_large, {"Connection": "close"})
         if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
             return await self.app(scope, receive, send)
@@ -80,6 +81,7 @@ class _Guard:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_body:
+                await self._discard(receive, more)  # a client still sending would get a reset
                 return await _answer(send, 413, too_large, {"Connection": "close"})
         replayed = False
 
@@ -91,6 +93,14 @@ class _Guard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         return await self.app(scope, replay, send)
+
+    async def _discard(self, receive: _Receive, more: bool) -> None:
+        """Read and drop the rest of a body, up to ten times the limit."""
+        dropped = 0
+        while more and dropped <= 10 * self.max_body:
+            message = await receive()
+            dropped += len(message.get("body", b""))
+            more = message.get("more_body", False) and message["type"] != "http.disconnect"
 
 
 def _field_errors(error: InputError) -> list[dict[str, Any]]:
