@@ -192,3 +192,28 @@ def test_when_the_local_fallback_cannot_be_written_either_runs_go_untraced(
     assert "cannot be written" in ran.stderr and "runs are not recorded" in ran.stderr
     assert "Trace " not in ran.stderr
     assert Spool().pending() == 0
+
+
+def test_prune_on_start_prunes_once_per_process_beside_the_runs(tmp_path: Path, store: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    workflow = load_workflow(ROOT / "examples" / "article_writer.yaml")
+    config = MlflowConfig(tracking_uri=store, async_logging=False)
+    recorder = Recorder(workflow, config)
+    old = run_workflow(workflow, {"topic": "old"}, llm="mock", trace=False)
+    old.started_ns -= 10 * 24 * 3600 * 10**9
+    for record in old.records:
+        record.started_ns -= 10 * 24 * 3600 * 10**9
+    recorder.record(old)
+    new_trace = recorder.record(run_workflow(workflow, {"topic": "new"}, llm="mock", trace=False))
+
+    pruning = config.model_copy(update={"prune_on_start": True, "retention_days": 5})
+    first = Recorder(workflow, pruning)
+    assert first.pruner is not None and first.pruner.wait(timeout=120) == 0
+    assert Recorder(workflow, pruning).pruner is None  # once per process and store
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("configurable_agents").experiment_id
+    remaining = client.search_traces(locations=[experiment], include_spans=False)
+    assert [t.info.trace_id for t in remaining] == [new_trace]
+    [run] = client.search_runs([experiment])
+    assert run.data.params["input_topic"] == "new"

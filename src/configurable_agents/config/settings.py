@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from ._model import ConfigModel
 
@@ -106,7 +107,11 @@ class MlflowConfig(ConfigModel):
     `{timestamp}` and `{run_id}`. Default: `{workflow_name}-{timestamp}`."""
 
     autolog_enabled: bool = False
-    """Also record LangChain's own spans (`mlflow.langchain.autolog()`), nested under node spans."""
+    """Also record what LangChain reports during model and tool calls, as
+    `mlflow.langchain.autolog()` would trace it (messages, invocation parameters, LangChain's
+    token usage, chain, retriever and nested tool runs), in the run's own trace: each call's span
+    takes on its LangChain run, keeping our usage and cost; nested runs become its children.
+    Captured in the run's process without MLflow; only when the run is traced."""
 
     async_logging: bool = True
     """Write traces in the background so that runs never wait on the store."""
@@ -128,7 +133,20 @@ class MlflowConfig(ConfigModel):
     """Mask e-mail addresses, phone and card numbers, IBANs, SSNs and secrets before recording."""
 
     retention_days: int | None = Field(default=None, ge=1)
-    """Delete runs and traces older than this many days when pruning. Default: keep forever."""
+    """Delete runs and traces older than this many days when pruning
+    (`configurable-agents observability prune`, or `prune_on_start`). Default: keep forever."""
+
+    prune_on_start: bool = False
+    """Prune runs and traces older than `retention_days` (which must be set) once per process,
+    when it first records to the store; in a separate process, so no run waits for it."""
+
+    @model_validator(mode="after")
+    def _retention_for_pruning(self) -> MlflowConfig:
+        if self.prune_on_start and self.retention_days is None:
+            raise PydanticCustomError(
+                "missing_retention", "`prune_on_start` needs `retention_days`"
+            )
+        return self
 
 
 class OpenTelemetryConfig(ConfigModel):

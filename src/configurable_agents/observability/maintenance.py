@@ -1,7 +1,12 @@
-"""Store upkeep: pruning old traces and runs, and a health summary of the store."""
+"""Store upkeep: pruning old traces and runs, and a health summary of the store.
+
+``python -m configurable_agents.observability.maintenance DESTINATION EXPERIMENT DAYS`` prunes
+(what `prune_on_start` runs, beside the process that records).
+"""
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -73,3 +78,7 @@ def store_status(destination: str, experiment: str) -> StoreStatus:
         return StoreStatus(True, None, len(runs), len(traces))
     except Exception as exc:
         return StoreStatus(False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+
+
+if __name__ == "__main__":
+    prune(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -16,6 +16,8 @@ import logging
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -49,6 +51,7 @@ _log = logging.getLogger(__name__)
 _writers: dict[tuple[str, str], BackgroundWriter] = {}
 _writers_lock = threading.Lock()
 _warned: set[str] = set()
+_pruned: set[tuple[str, str]] = set()
 
 FALLBACK_URI = "sqlite:///mlflow.db"
 """Where runs are recorded while their ``http(s)`` server does not answer."""
@@ -142,6 +145,25 @@ class Recorder:
         """False when neither the store nor the local fallback can be written: runs go untraced."""
         if not probe(self.destination):
             self._fall_back()
+        self.pruner: subprocess.Popen[bytes] | None = None
+        """The process pruning the store at start (`prune_on_start`), if this recorder began it."""
+        if config.prune_on_start and self.enabled:
+            self._prune_once()
+
+    def _prune_once(self) -> None:
+        key = (self.destination, self.config.experiment_name)
+        with _writers_lock:
+            if key in _pruned:
+                return
+            _pruned.add(key)
+        self.pruner = subprocess.Popen(
+            [sys.executable, "-m", "configurable_agents.observability.maintenance",
+             self.destination, self.config.experiment_name, str(self.config.retention_days)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
 
     def _fall_back(self) -> None:
         server, problem = self.destination, _unwritable(FALLBACK_URI)
