@@ -74,9 +74,15 @@ def describe_error(exc: BaseException) -> str:
 
 
 async def call_with_retries(
-    runnable: Any, messages: Sequence[Any], *, timeout: float, retries: int
+    runnable: Any,
+    messages: Sequence[Any],
+    *,
+    timeout: float,
+    retries: int,
+    config: dict[str, Any] | None = None,
 ) -> Any:
-    """``runnable.ainvoke(messages)`` with a per-attempt timeout and up to ``retries`` retries.
+    """``runnable.ainvoke(messages, config)`` with a per-attempt timeout and up to ``retries``
+    retries.
 
     Raises:
         Exception: the last error, once retries are spent or the error is not transient.
@@ -85,7 +91,7 @@ async def call_with_retries(
     while True:
         try:
             async with asyncio.timeout(timeout):
-                return await runnable.ainvoke(list(messages))
+                return await runnable.ainvoke(list(messages), config)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

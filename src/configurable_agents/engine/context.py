@@ -13,7 +13,7 @@ from ..llm.outputs import FINAL_ANSWER
 from ..llm.settings import LLMSettings
 from ..llm.usage import TokenUsage
 from ..observability.pricing import PriceBook
-from .records import NodeRecord
+from .records import LangChainRun, NodeRecord
 
 if TYPE_CHECKING:
     from .node import NodePlan
@@ -48,6 +48,7 @@ class RunContext:
         prices: PriceBook | None = None,
         on_record: Callable[[NodeRecord], None] | None = None,
         models: dict[Any, Any] | None = None,
+        autolog: bool = False,
     ) -> None:
         execution = workflow.config.config.execution
         self.workflow = workflow
@@ -66,6 +67,16 @@ class RunContext:
         self._held_cost = Decimal(0)
         self._held_tokens = 0
         self._models: dict[Any, Any] = {} if models is None else models
+        self.autolog = autolog
+
+    def callbacks(self, runs: list[LangChainRun]) -> dict[str, Any] | None:
+        """The LangChain config of a model or tool call: with autolog, a callback keeping
+        LangChain's runs in ``runs``; else ``None`` (LangChain's defaults)."""
+        if not self.autolog:
+            return None
+        from ..observability.autolog import RunCapture
+
+        return {"callbacks": [RunCapture(runs)]}
 
     def chat_model(self, settings: LLMSettings) -> Any:
         """The chat model for ``settings``, shared by the runs of one event loop."""

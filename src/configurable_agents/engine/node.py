@@ -123,7 +123,7 @@ async def _converse(
         if final is None and calls and use_tools:
             messages.append(reply)
             for call in calls:
-                messages.append(await _run_tool(plan, call, record))
+                messages.append(await _run_tool(ctx, plan, call, record))
             continue
         problem = "the reply did not call final_answer"
         if final is not None:
@@ -153,7 +153,11 @@ async def _call(
     try:
         async with ctx.calls:
             reply = await call_with_retries(
-                bound, messages, timeout=plan.settings.timeout, retries=plan.max_retries
+                bound,
+                messages,
+                timeout=plan.settings.timeout,
+                retries=plan.max_retries,
+                config=ctx.callbacks(call.runs),
             )
         usage = TokenUsage.from_metadata(getattr(reply, "usage_metadata", None))
         call.reply = reply.tool_calls or reply.content
@@ -168,7 +172,9 @@ async def _call(
         ctx.settle(reservation, usage, call.cost_usd if ctx.max_cost is not None else None)
 
 
-async def _run_tool(plan: NodePlan, call: dict[str, Any], record: NodeRecord) -> Any:
+async def _run_tool(
+    ctx: RunContext, plan: NodePlan, call: dict[str, Any], record: NodeRecord
+) -> Any:
     from langchain_core.messages import ToolMessage
 
     started = time.perf_counter()
@@ -180,7 +186,7 @@ async def _run_tool(plan: NodePlan, call: dict[str, Any], record: NodeRecord) ->
     try:
         if tool is None:
             raise LookupError(f"unknown tool {call['name']!r}")
-        result = await tool.ainvoke(entry.args)
+        result = await tool.ainvoke(entry.args, ctx.callbacks(entry.runs))
         text = result if isinstance(result, str) else json.dumps(result, default=str)
         if len(text) > MAX_TOOL_RESULT_CHARS:
             text = text[:MAX_TOOL_RESULT_CHARS] + f"\n[cut: {len(text)} characters in all]"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -11,7 +11,14 @@ from typing import Any
 from ..llm.usage import TokenUsage
 from ..observability.pricing import Price
 
-__all__ = ["ModelCallRecord", "NodeRecord", "RunResult", "RunStatus", "ToolCallRecord"]
+__all__ = [
+    "LangChainRun",
+    "ModelCallRecord",
+    "NodeRecord",
+    "RunResult",
+    "RunStatus",
+    "ToolCallRecord",
+]
 
 
 class RunStatus(StrEnum):
@@ -25,8 +32,36 @@ class RunStatus(StrEnum):
 
 
 @dataclass
+class LangChainRun:
+    """A run LangChain reported during a model or tool call, kept as a span to be (autolog).
+
+    Attributes:
+        run_id: LangChain's id of the run.
+        parent_run_id: The captured run it ran in; ``None`` for the call's own run.
+        name: What LangChain calls it (``ChatOpenAI``, a tool's or a chain's name).
+        span_type: The MLflow span type autolog gives it (``CHAT_MODEL``, ``TOOL``, ...).
+        started_ns: Wall-clock start, nanoseconds since the epoch.
+        ended_ns: Wall-clock end; 0 while (or if it never stopped) running.
+        attributes: MLflow span attributes, inputs and outputs included, JSON-ready.
+        error: Why it failed, if it did.
+    """
+
+    run_id: str
+    parent_run_id: str | None
+    name: str
+    span_type: str
+    started_ns: int
+    ended_ns: int = 0
+    attributes: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
 class ToolCallRecord:
-    """One tool call made by the model during a node execution."""
+    """One tool call made by the model during a node execution.
+
+    ``runs`` holds what LangChain reported while the tool ran, when autolog is on.
+    """
 
     name: str
     args: dict[str, Any]
@@ -34,6 +69,7 @@ class ToolCallRecord:
     error: str | None = None
     duration_s: float = 0.0
     started_ns: int = 0
+    runs: list[LangChainRun] = field(default_factory=list, repr=False, compare=False)
 
 
 @dataclass
@@ -48,6 +84,8 @@ class ModelCallRecord:
         error: Why it failed, if it did.
         pricer: Prices the usage; called once, when the cost is first needed (pricing is kept
             off the run's path unless a cost budget needs it there).
+        runs: What LangChain reported during the call (one chat-model run per attempt), when
+            autolog is on.
     """
 
     started_ns: int
@@ -56,6 +94,7 @@ class ModelCallRecord:
     reply: Any = None
     error: str | None = None
     pricer: Callable[[TokenUsage], Price] | None = field(default=None, repr=False, compare=False)
+    runs: list[LangChainRun] = field(default_factory=list, repr=False, compare=False)
     _price: Price | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -127,7 +166,10 @@ class NodeRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; tokens flattened, cost as a float."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "calls"}
-        data["tool_calls"] = [asdict(call) for call in self.tool_calls]
+        data["tool_calls"] = [
+            {f.name: getattr(c, f.name) for f in fields(c) if f.name != "runs"}
+            for c in self.tool_calls
+        ]
         data.update(
             model_calls=self.model_calls,
             price_source=self.price_source,

@@ -152,8 +152,14 @@ class PreparedWorkflow:
         workflow = self.workflow
         state = check_inputs(workflow, inputs or {})
         models = self._models.setdefault(asyncio.get_running_loop(), {})
+        autolog = workflow.config.config.observability.mlflow.autolog_enabled
         ctx = RunContext(
-            workflow, env=self.env, prices=self.prices, on_record=on_record, models=models
+            workflow,
+            env=self.env,
+            prices=self.prices,
+            on_record=on_record,
+            models=models,
+            autolog=autolog and self.recorder is not None,
         )
         ctx.state = dict(state)
         execution = workflow.config.config.execution

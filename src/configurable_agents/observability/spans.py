@@ -7,6 +7,11 @@ encoded), so that they can wait in the spool as JSON and become MLflow spans wit
 One trace per run: a root span ``workflow_<name>``, an ``AGENT`` span per node execution, a
 ``CHAT_MODEL`` span per model call (token usage, cost, model and provider in MLflow's own
 attributes) and a ``TOOL`` span per tool call.
+
+With autolog, the LangChain runs captured during a call (:mod:`.autolog`) join the trace: the
+call's own run (the chat model's last attempt, or the tool's run) is merged into the call's span,
+whose usage, cost, model and provider stay ours; earlier attempts and nested runs become its
+children.
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ from decimal import Decimal
 from typing import Any
 
 from ..config.loader import Workflow
-from ..engine.records import ModelCallRecord, NodeRecord, RunResult, ToolCallRecord
+from ..engine.records import (
+    LangChainRun,
+    ModelCallRecord,
+    NodeRecord,
+    RunResult,
+    ToolCallRecord,
+)
 
 __all__ = ["TraceSpans", "build_trace"]
 
@@ -28,6 +39,8 @@ TraceSpans = tuple[str, list[dict[str, Any]]]
 
 _OK = "STATUS_CODE_OK"
 _ERROR = "STATUS_CODE_ERROR"
+_PAYLOAD = ("mlflow.spanInputs", "mlflow.spanOutputs")
+_USAGE = "mlflow.chat.tokenUsage"
 
 
 def _b64(hex_id: str) -> str:
@@ -111,6 +124,8 @@ def build_trace(
         "workflow": flow.name,
         "workflow_version": flow.version or "",
         "status": result.status.value,
+        "mlflow.traceName": flow.name,  # reports group by trace name (query_trace_metrics)
+        "unpriced": "true" if result.unpriced else "false",
         **result.tags,
     }
     usage = result.usage
@@ -191,7 +206,13 @@ def _call_span(builder: _Builder, record: NodeRecord, call: ModelCallRecord, par
         "gen_ai.usage.input_tokens": usage.input_tokens,
         "gen_ai.usage.output_tokens": usage.output_tokens,
     }
-    builder.add(
+    own = _own_run(call.runs, ("CHAT_MODEL", "LLM"))
+    if own is not None:  # LangChain's messages and parameters; our usage, cost and model
+        langchain = _run_attributes(builder, own)
+        ours = {k: v for k, v in attributes.items() if k not in _PAYLOAD}
+        usage_keys = {**langchain.get(_USAGE, {}), **attributes[_USAGE]}
+        attributes = {**langchain, **ours, _USAGE: usage_keys}
+    span = builder.add(
         f"{record.provider}/{record.model}",
         "CHAT_MODEL",
         call.started_ns,
@@ -200,8 +221,48 @@ def _call_span(builder: _Builder, record: NodeRecord, call: ModelCallRecord, par
         attributes,
         call.error,
     )
+    _inner_spans(builder, call.runs, own, span)
 
 
 def _tool_span(builder: _Builder, tool: ToolCallRecord, parent: str) -> None:
     attributes = {"mlflow.spanInputs": tool.args, "mlflow.spanOutputs": tool.result}
-    builder.add(tool.name, "TOOL", tool.started_ns, tool.duration_s, parent, attributes, tool.error)
+    own = _own_run(tool.runs, ("TOOL",))
+    if own is not None:
+        attributes = {**_run_attributes(builder, own), **attributes}
+    span = builder.add(
+        tool.name, "TOOL", tool.started_ns, tool.duration_s, parent, attributes, tool.error
+    )
+    _inner_spans(builder, tool.runs, own, span)
+
+
+def _own_run(runs: list[LangChainRun], kinds: tuple[str, ...]) -> LangChainRun | None:
+    """The call's own LangChain run: its last top-level run of the call's kind (earlier ones
+    are attempts that failed and were retried)."""
+    tops = [r for r in runs if r.parent_run_id is None and r.span_type in kinds]
+    return tops[-1] if tops else None
+
+
+def _run_attributes(builder: _Builder, run: LangChainRun) -> dict[str, Any]:
+    if run.span_type == "TOOL":  # like our tool spans, a tool's arguments and result are logged
+        return run.attributes
+    return {k: builder.prompts(v) if k in _PAYLOAD else v for k, v in run.attributes.items()}
+
+
+def _inner_spans(
+    builder: _Builder, runs: list[LangChainRun], own: LangChainRun | None, parent: str
+) -> None:
+    """Every captured run but the merged one, under its own parent run, else under ``parent``."""
+    spans = {own.run_id: parent} if own is not None else {}
+    for run in runs:
+        if run is own:
+            continue
+        error = run.error or (None if run.ended_ns else "the run did not end")
+        spans[run.run_id] = builder.add(
+            run.name,
+            run.span_type,
+            run.started_ns,
+            max(run.ended_ns - run.started_ns, 0) / 1e9,
+            spans.get(run.parent_run_id or "", parent),
+            _run_attributes(builder, run),
+            error,
+        )
