@@ -1,0 +1,117 @@
+"""`configurable-agents deploy`: Docker artifacts serving a workflow, started when Docker runs."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from .cli import _FILE, _fail_input, app
+
+__all__ = ["deploy"]
+
+_PORT = click.IntRange(1, 65535)
+
+
+@app.command()
+@click.argument("file", type=_FILE)
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("deploy"),
+    show_default=True,
+    help="Folder the files are written to.",
+)
+@click.option("--api-port", type=_PORT, default=8000, show_default=True, help="Port of the API.")
+@click.option(
+    "--mlflow-port", type=_PORT, default=5000, show_default=True, help="Port of the MLflow UI."
+)
+@click.option("--name", help="Compose project and image name. Default: the workflow's name.")
+@click.option("--generate", is_flag=True, help="Only write the files; do not start them.")
+@click.option("--no-mlflow", is_flag=True, help="No MLflow UI service.")
+@click.option(
+    "--env-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path(".env"),
+    show_default=True,
+    help="Env file with the API keys, read by the containers (only its key names are read here).",
+)
+def deploy(
+    file: Path,
+    output_dir: Path,
+    api_port: int,
+    mlflow_port: int,
+    name: str | None,
+    generate: bool,
+    no_mlflow: bool,
+    env_file: Path,
+) -> None:
+    """Write a Dockerfile, docker-compose.yml, .env.example, entrypoint and README serving
+    workflow FILE over HTTP (with an MLflow UI on the same store), then start them with
+    `docker compose up -d --build` unless --generate.
+
+    Exit codes: 0 written (and started), 1 invalid workflow or failed build, 2 bad option,
+    5 written but not started because no Docker engine answers.
+    """
+    from .config import validate_workflow
+    from .deploy.artifacts import (
+        DeployError,
+        DeployOptionError,
+        DeployOptions,
+        plan_deployment,
+        write_deployment,
+    )
+    from .deploy.docker import build_wheel, compose_up, engine_status
+
+    workflow, diagnostics = validate_workflow(file)
+    if workflow is None:
+        for diagnostic in diagnostics:
+            click.echo(diagnostic.format(), err=True)
+        sys.exit(1)
+    options = DeployOptions(output_dir, api_port, mlflow_port, name, not no_mlflow, env_file)
+    try:
+        deployment = plan_deployment(workflow, options)
+        with tempfile.TemporaryDirectory(prefix="configurable-agents-wheel-") as scratch:
+            wheel = build_wheel(Path(scratch))
+            write_deployment(deployment, output_dir, wheel)
+    except DeployOptionError as exc:
+        _fail_input(str(exc))
+    except DeployError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {exc.filename or output_dir}: {exc.strerror or exc}")
+    written = ", ".join(sorted(deployment.files))
+    click.echo(f"Wrote {written} and wheels/{deployment.wheel} to {output_dir}")
+    if deployment.store_note:
+        click.echo(f"note: {deployment.store_note}", err=True)
+    if deployment.missing_keys:
+        click.echo(
+            f"note: {env_file} does not set {', '.join(deployment.missing_keys)}, which the "
+            "workflow needs",
+            err=True,
+        )
+    if generate:
+        return
+    problem = engine_status()
+    if problem is not None:
+        click.echo(
+            f"No Docker engine is running ({problem}), so nothing was started. The files are in "
+            f"{output_dir.resolve()}; start them there with `docker compose up -d --build` once "
+            "Docker runs.",
+            err=True,
+        )
+        sys.exit(5)
+    code = compose_up(output_dir)
+    if code != 0:
+        _fail(f"docker compose up failed (exit {code}); the files are in {output_dir.resolve()}")
+    click.echo(f"Started: API on http://localhost:{api_port}", nl=False)
+    if deployment.mlflow_ui:
+        click.echo(f", MLflow UI on http://localhost:{mlflow_port}", nl=False)
+    click.echo()
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)

@@ -1,0 +1,1 @@
+"""Serving a workflow in Docker: the files (:mod:`.artifacts`) and the engine (:mod:`.docker`)."""
