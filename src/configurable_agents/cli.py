@@ -143,24 +143,6 @@ def _fail_input(message: str) -> None:
     sys.exit(2)
 
 
-def _runnable(file: Path, llm: str | None) -> Any:
-    """The valid workflow of ``file``, ``--llm`` checked; else the problems and exit 2."""
-    from .config import validate_workflow
-    from .llm import parse_llm_override
-
-    workflow, diagnostics = validate_workflow(file)
-    if workflow is None:
-        for diagnostic in diagnostics:
-            click.echo(diagnostic.format(), err=True)
-        sys.exit(2)
-    if llm is not None:
-        try:
-            parse_llm_override(llm)
-        except ValueError as exc:
-            _fail_input(f"--llm: {exc}")
-    return workflow
-
-
 def _parse_inputs(workflow: Any, pairs: tuple[str, ...], input_file: Path | None) -> dict[str, Any]:
     from .config.diagnostics import closest
     from .engine import coerce_text
@@ -250,9 +232,20 @@ def run(
     import contextlib
 
     from ._display import RunDisplay, closing_line
+    from .config import validate_workflow
     from .engine import InputError, SetupError, check_inputs, prepare_workflow
+    from .llm import parse_llm_override
 
-    workflow = _runnable(file, llm)
+    workflow, diagnostics = validate_workflow(file)
+    if workflow is None:
+        for diagnostic in diagnostics:
+            click.echo(diagnostic.format(), err=True)
+        sys.exit(2)
+    if llm is not None:
+        try:
+            parse_llm_override(llm)
+        except ValueError as exc:
+            _fail_input(f"--llm: {exc}")
     inputs = _parse_inputs(workflow, pairs, input_file)
     try:
         check_inputs(workflow, inputs)
@@ -322,7 +315,6 @@ from . import (  # noqa: E402  (each module registers its commands)
     _cli_batch,  # noqa: F401  (`batch`)
     _cli_deploy,  # noqa: F401  (`deploy`)
     _cli_observability,  # noqa: F401  (`observability ...`)
-    _cli_report,  # noqa: F401  (`report ...`)
     _cli_serve,  # noqa: F401  (`serve`)
 )
 
