@@ -143,6 +143,24 @@ def _fail_input(message: str) -> None:
     sys.exit(2)
 
 
+def _runnable(file: Path, llm: str | None) -> Any:
+    """The valid workflow of ``file``, ``--llm`` checked; else the problems and exit 2."""
+    from .config import validate_workflow
+    from .llm import parse_llm_override
+
+    workflow, diagnostics = validate_workflow(file)
+    if workflow is None:
+        for diagnostic in diagnostics:
+            click.echo(diagnostic.format(), err=True)
+        sys.exit(2)
+    if llm is not None:
+        try:
+            parse_llm_override(llm)
+        except ValueError as exc:
+            _fail_input(f"--llm: {exc}")
+    return workflow
+
+
 def _parse_inputs(workflow: Any, pairs: tuple[str, ...], input_file: Path | None) -> dict[str, Any]:
     from .config.diagnostics import closest
     from .engine import coerce_text
@@ -232,20 +250,9 @@ def run(
     import contextlib
 
     from ._display import RunDisplay, closing_line
-    from .config import validate_workflow
     from .engine import InputError, SetupError, check_inputs, prepare_workflow
-    from .llm import parse_llm_override
 
-    workflow, diagnostics = validate_workflow(file)
-    if workflow is None:
-        for diagnostic in diagnostics:
-            click.echo(diagnostic.format(), err=True)
-        sys.exit(2)
-    if llm is not None:
-        try:
-            parse_llm_override(llm)
-        except ValueError as exc:
-            _fail_input(f"--llm: {exc}")
+    workflow = _runnable(file, llm)
     inputs = _parse_inputs(workflow, pairs, input_file)
     try:
         check_inputs(workflow, inputs)

@@ -85,20 +85,20 @@ class JobStore:
         self.path = Path(path) if path is not None else default_runs_db()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self._db.row_factory = sqlite3.Row
         with self._connection() as connection:
+            connection.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             connection.executescript(_SCHEMA)
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.row_factory = sqlite3.Row
-            self._local.connection = connection
-        yield connection
+        """The one connection, for one thread at a time (each statement takes ~0.1 ms)."""
+        with self._lock:
+            yield self._db
 
     def create(
         self, run_id: str, workflow: str, inputs: Mapping[str, Any], tags: Mapping[str, str]
@@ -171,25 +171,19 @@ class JobStore:
         """
         host, pid = socket.gethostname(), os.getpid()
         with self._connection() as connection:
-            owners = connection.execute(
-                "SELECT DISTINCT owner FROM runs WHERE status = ?", (RUNNING,)
+            rows = connection.execute(
+                "SELECT id, owner FROM runs WHERE status = ?", (RUNNING,)
             ).fetchall()
-            dead = []
-            for (owner,) in owners:
-                owner_host, _, rest = owner.partition(":")
-                owner_pid = int(rest.partition(":")[0] or 0)
-                mine = owner != self.owner and owner_host == host
-                if mine and (owner_pid == pid or not process_alive(owner_pid)):
-                    dead.append(owner)
-            marked = 0
-            for owner in dead:
-                rows = connection.execute(
-                    "SELECT id FROM runs WHERE owner = ? AND status = ?", (owner, RUNNING)
-                ).fetchall()
-                for (run_id,) in rows:
-                    self.fail(run_id, RunStatus.FAILED, INTERRUPTED)
-                    marked += 1
-        return marked
+        lost = []
+        for run_id, owner in rows:
+            owner_host, _, rest = owner.partition(":")
+            owner_pid = int(rest.partition(":")[0] or 0)
+            mine = owner != self.owner and owner_host == host
+            if mine and (owner_pid == pid or not process_alive(owner_pid)):
+                lost.append(run_id)
+        for run_id in lost:
+            self.fail(run_id, RunStatus.FAILED, INTERRUPTED)
+        return len(lost)
 
     @staticmethod
     def _view(row: sqlite3.Row) -> dict[str, Any]:
