@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .cli import _FILE, _fail_input, _parse_tags, app
+from .cli import _FILE, _fail_input, _parse_tags, _runnable, app
 
 __all__ = ["batch"]
 
@@ -99,20 +99,9 @@ def batch(
     import asyncio
 
     from .batch import DatasetError, read_rows, run_batch
-    from .config import validate_workflow
     from .engine import SetupError, prepare_workflow
-    from .llm import parse_llm_override
 
-    workflow, diagnostics = validate_workflow(file)
-    if workflow is None:
-        for diagnostic in diagnostics:
-            click.echo(diagnostic.format(), err=True)
-        sys.exit(2)
-    if llm is not None:
-        try:
-            parse_llm_override(llm)
-        except ValueError as exc:
-            _fail_input(f"--llm: {exc}")
+    workflow = _runnable(file, llm)
     labels = _parse_tags(tags)
     try:
         rows = read_rows(inputs, workflow)
