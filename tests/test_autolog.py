@@ -32,15 +32,23 @@ USAGE = {  # what the stub bills, by kind of request: (prompt, completion) token
     "final": (30, 4),
 }
 SHOUT = '''
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda
 
 
+class Notes(BaseRetriever):
+    def _get_relevant_documents(self, query, *, run_manager):
+        return [Document(page_content=f"note on {query}", metadata={"n": 1})]
+
+
 def shout(text: str) -> str:
-    """Say it louder.
+    """Say it louder, after looking it up.
 
     Args:
         text: What to say.
     """
+    Notes().invoke(text)
     chain = RunnableLambda(str.upper, name="upper") | RunnableLambda(lambda s: s + "!", name="bang")
     return chain.invoke(text)
 '''
@@ -221,8 +229,12 @@ def test_concurrent_fan_out_runs_keep_langchain_spans_in_their_run_and_node(
             assert tool.get_attribute("metadata")["langgraph_node"] == "node.answer_one"
         (shout,) = [s for s in spans if s.name == "shout"]
         assert by_id[shout.parent_id].name == "synthesise" and shout.outputs == "DONE!"
-        (sequence,) = [s for s in spans if s.parent_id == shout.span_id]
-        assert sequence.span_type == "CHAIN"
+        inside = {s.span_type: s for s in spans if s.parent_id == shout.span_id}
+        assert set(inside) == {"RETRIEVER", "CHAIN"}
+        assert (inside["RETRIEVER"].name, inside["RETRIEVER"].inputs) == ("Notes", "done")
+        (document,) = inside["RETRIEVER"].outputs
+        assert document["page_content"] == "note on done" and document["metadata"] == {"n": 1}
+        sequence = inside["CHAIN"]
         steps = sorted((s.name, s.outputs) for s in spans if s.parent_id == sequence.span_id)
         assert steps == [("bang", "DONE!"), ("upper", "DONE")]
 
@@ -307,3 +319,36 @@ def test_run_process_never_imports_mlflow(tmp_path: Path, stub: StubLLM, store: 
     report = json.loads(out.stdout.splitlines()[-1])
     assert report == {"True": ["success", ["MockChatModel"]], "False": ["success", []],
                       "mlflow": False}  # fmt: skip
+
+
+def test_calls_keep_the_callbacks_they_would_have_had() -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.runnables import RunnableLambda
+
+    from configurable_agents.engine.records import LangChainRun
+    from configurable_agents.llm.mock import MockChatModel
+    from configurable_agents.observability.autolog import capture_config
+
+    class Seen(BaseCallbackHandler):
+        run_inline = True
+
+        def __init__(self) -> None:
+            self.parents: dict[str, Any] = {}
+
+        def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: Any, **kw: Any) -> None:
+            self.parents.setdefault("chain", run_id)
+
+        def on_chat_model_start(self, serialized: Any, messages: Any, **kw: Any) -> None:
+            self.parents["chat"] = kw["parent_run_id"]
+
+    runs: list[LangChainRun] = []
+
+    async def step(text: str) -> Any:
+        return await MockChatModel().ainvoke(text, capture_config(runs))
+
+    seen = Seen()
+    asyncio.run(RunnableLambda(step).ainvoke("hi", {"callbacks": [seen]}))
+    assert seen.parents["chat"] == seen.parents["chain"]  # other handlers: still the step's child
+    (run,) = runs
+    assert (run.name, run.span_type, run.parent_run_id) == ("MockChatModel", "CHAT_MODEL", None)
+    assert run.attributes["mlflow.spanInputs"] == {"messages": [{"role": "user", "content": "hi"}]}

@@ -70,13 +70,13 @@ class RunContext:
         self.autolog = autolog
 
     def callbacks(self, runs: list[LangChainRun]) -> dict[str, Any] | None:
-        """The LangChain config of a model or tool call: with autolog, a callback keeping
+        """The LangChain config of a model or tool call: with autolog, one that also keeps
         LangChain's runs in ``runs``; else ``None`` (LangChain's defaults)."""
         if not self.autolog:
             return None
-        from ..observability.autolog import RunCapture
+        from ..observability.autolog import capture_config
 
-        return {"callbacks": [RunCapture(runs)]}
+        return capture_config(runs)
 
     def chat_model(self, settings: LLMSettings) -> Any:
         """The chat model for ``settings``, shared by the runs of one event loop."""

@@ -1,13 +1,14 @@
 """LangChain's own runs inside a model or tool call, captured as MLflow autolog would trace them.
 
-With `autolog_enabled`, the engine passes a :class:`RunCapture` as the callback of each model call
-and tool call. It keeps every run LangChain reports during that call (the chat model's run per
-attempt, the tool's run, and any chain, retriever, parser, LLM or tool run nested inside them) on
-the call's record, with the span type, name and attributes that ``mlflow.langchain.autolog()``
-gives them: the chat model's messages (MLflow's chat format), ``invocation_params``, ``options``,
-``metadata``, ``mlflow.chat.tools``, ``mlflow.chat.tokenUsage`` as LangChain reported it,
-``mlflow.llm.model`` and ``mlflow.llm.provider``, ``mlflow.message.format``. After the run,
-:mod:`.spans` turns them into spans of the run's own trace.
+With `autolog_enabled`, the engine adds a :class:`RunCapture` to the callbacks of each model call
+and tool call (:func:`capture_config`; the callbacks it would have had anyway stay). It keeps every
+run LangChain reports during that call (the chat model's run per attempt, the tool's run, and any
+chain, retriever, parser, LLM or tool run nested inside them) on the call's record, with the span
+type, name and attributes that ``mlflow.langchain.autolog()`` gives them: the chat model's messages
+(MLflow's chat format), ``invocation_params``, ``options``, ``metadata``, ``mlflow.chat.tools``,
+``mlflow.chat.tokenUsage`` as LangChain reported it, ``mlflow.llm.model`` and
+``mlflow.llm.provider``, ``mlflow.message.format``. After the run, :mod:`.spans` turns them into
+spans of the run's own trace.
 
 Why not MLflow's ``MlflowLangchainTracer`` itself: it creates its spans through MLflow's
 process-wide OpenTelemetry tracer provider, and a run with no MLflow parent span starts an MLflow
@@ -30,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.documents import Document
 from langchain_core.messages import (
     AIMessage,
@@ -42,12 +43,13 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.outputs import LLMResult
+from langchain_core.runnables.config import ensure_config
 from pydantic import BaseModel
 
 from ..engine.calls import describe_error
 from ..engine.records import LangChainRun
 
-__all__ = ["RunCapture", "chat_message"]
+__all__ = ["RunCapture", "capture_config", "chat_message"]
 
 INPUTS = "mlflow.spanInputs"
 OUTPUTS = "mlflow.spanOutputs"
@@ -155,6 +157,19 @@ def _tools(invocation_params: Mapping[str, Any]) -> list[Any]:
             function = {"name": tool["name"], "description": tool.get("description")}
             tools.append({"type": "function", "function": function})
     return tools
+
+
+def capture_config(runs: list[LangChainRun]) -> dict[str, Any]:
+    """The LangChain config of a call whose runs are to be kept in ``runs``: the callbacks the
+    call would have had anyway (LangGraph's, with their parent run; any tracer of the user's)
+    plus a :class:`RunCapture`."""
+    capture = RunCapture(runs)
+    inherited = ensure_config().get("callbacks")
+    if isinstance(inherited, BaseCallbackManager):
+        manager = inherited.copy()
+        manager.add_handler(capture)
+        return {"callbacks": manager}
+    return {"callbacks": [*(inherited or []), capture]}
 
 
 class RunCapture(BaseCallbackHandler):
