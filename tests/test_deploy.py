@@ -246,7 +246,7 @@ def test_stores_outside_the_containers_get_no_ui_and_relative_ones_land_on_the_v
         _workflow(tmp_path, observability={"mlflow": {"tracking_uri": "http://mlflow:5000"}})
     )
     plan = plan_deployment(remote, options)
-    assert not plan.mlflow_ui and "outside the containers" in (plan.store_note or "")
+    assert not plan.mlflow_ui and "not a SQLite store" in (plan.store_note or "")
     assert "mlflow" not in yaml.safe_load(plan.files["docker-compose.yml"])["services"]
     relative = load_workflow(
         _workflow(tmp_path, observability={"mlflow": {"tracking_uri": "sqlite:///runs/m.db"}})
@@ -287,7 +287,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _entrypoint(generated: Generated, env: dict[str, str], *args: str) -> Iterator[str]:
+def _entrypoint(
+    generated: Generated, env: dict[str, str], *args: str, cwd: Path | None = None
+) -> Iterator[str]:
     """The generated ``entrypoint.sh`` (``args`` its mode) run outside Docker with ``env`` on a
     free port of 127.0.0.1, until its ``/health`` answers; yields its URL, stops it after."""
     port = _free_port()
@@ -303,7 +305,7 @@ def _entrypoint(generated: Generated, env: dict[str, str], *args: str) -> Iterat
     with open(log, "w") as output:
         process = subprocess.Popen(
             ["sh", str(generated.out / "entrypoint.sh"), *args],
-            cwd=env.get("HOME_DIR", generated.out), env=env, stdout=output, stderr=output,
+            cwd=cwd or generated.out, env=env, stdout=output, stderr=output,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -389,8 +391,8 @@ def test_the_mlflow_ui_shows_the_runs_the_api_records(generated: Generated, tmp_
     assert api_env["MLFLOW_TRACKING_URI"] == ui_env["MLFLOW_BACKEND_STORE_URI"]
     del api_env["API_PORT"], ui_env["MLFLOW_PORT"]
     with (
-        _entrypoint(generated, _env(tmp_path, **ui_env, HOME_DIR=str(data)), "mlflow-ui") as ui,
-        _entrypoint(generated, _env(tmp_path, **api_env, HOME_DIR=str(data))) as api,
+        _entrypoint(generated, _env(tmp_path, **ui_env), "mlflow-ui", cwd=data) as ui,
+        _entrypoint(generated, _env(tmp_path, **api_env), cwd=data) as api,
     ):
         run = httpx.post(f"{api}/runs", json={"inputs": {"topic": "bees"}}, timeout=60).json()
         assert run["status"] == "success", run

@@ -194,8 +194,8 @@ def plan_deployment(workflow: Workflow, options: DeployOptions) -> Deployment:
     store_note = None
     if options.mlflow and ui_uri is None:
         store_note = (
-            "the workflow records to a store outside the containers (its tracking_uri); "
-            "no MLflow UI service was generated: point an MLflow UI at that store"
+            "the workflow's tracking_uri is not a SQLite store, so no MLflow UI service was "
+            "generated: point an MLflow UI at that store"
         )
     try:
         source_text = Path(workflow.source or "").read_text(encoding="utf-8")
