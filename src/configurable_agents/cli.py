@@ -322,6 +322,7 @@ from . import (  # noqa: E402  (each module registers its commands)
     _cli_batch,  # noqa: F401  (`batch`)
     _cli_deploy,  # noqa: F401  (`deploy`)
     _cli_observability,  # noqa: F401  (`observability ...`)
+    _cli_report,  # noqa: F401  (`report ...`)
     _cli_serve,  # noqa: F401  (`serve`)
 )
 

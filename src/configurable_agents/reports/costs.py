@@ -1,0 +1,346 @@
+"""Cost reports: totals, breakdowns and periods of the runs a query covers.
+
+Two ways to the same figures, from what runs record (see ``docs/OBSERVABILITY.md``):
+
+- ``traces`` (default where the store has it): MLflow's ``query_trace_metrics`` aggregates in
+  the store, grouped by trace name (the workflow), trace status, model and time bucket; run counts
+  and tokens from the traces, costs from the ``CHAT_MODEL`` spans' ``mlflow.llm.cost``. Traces
+  tagged ``unpriced=true`` are read span by span instead: the store prices spans that carry no
+  cost, and only the costs we priced are counted.
+- ``runs``: page every MLflow run with ``search_runs`` and sum its metrics (``total_cost_usd``,
+  ``total_tokens``, ``node_<id>_cost_usd``). Used for stores without trace metrics, traces
+  recorded before the ``unpriced`` tag, and the per-node breakdown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .query import ReportError, ReportQuery, Store, open_store
+from .traces import TraceMetrics, unpriced_traces
+
+__all__ = ["AGGREGATES", "BREAKDOWNS", "CostReport", "cost_report"]
+
+BREAKDOWNS = ("workflow", "model", "node")
+AGGREGATES = ("daily", "weekly", "monthly")
+Source = Literal["auto", "traces", "runs"]
+
+
+def period_label(ms: float, aggregate_by: str) -> str:
+    """The period a UTC millisecond falls in: ``2026-11-25``, ``2026-W48`` or ``2026-11``."""
+    day = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date()
+    if aggregate_by == "daily":
+        return day.isoformat()
+    if aggregate_by == "weekly":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{day.year}-{day.month:02d}"
+
+
+@dataclass
+class CostReport:
+    """What the runs a query covers cost (USD) and used (tokens).
+
+    ``total_cost_usd`` is the cost of every priced model call. Runs with an unpriced model are
+    counted among the runs and in ``unpriced``, their priced calls in the costs, their unpriced
+    calls nowhere (never as $0).
+
+    Attributes:
+        total_cost_usd: Cost of the priced model calls.
+        total_runs: Runs covered.
+        successful: Runs that succeeded.
+        failed: Runs that did not (failed, budget or time exceeded, cancelled).
+        total_tokens: Tokens of every model call, priced or not.
+        by_workflow: Per workflow: ``workflow``, ``runs``, ``successful``, ``failed``,
+            ``tokens``, ``cost_usd``.
+        by_model: Per model: ``model``, ``provider``, ``cost_usd``.
+        by_node: Per node (when asked for): ``workflow``, ``node``, ``cost_usd``.
+        periods: Per period (when asked for): ``period``, ``runs``, ``cost_usd``,
+            ``by_workflow`` and ``by_model`` (name to cost).
+        unpriced: ``runs`` (count), ``models`` (``provider/model`` never priced) and
+            ``trace_ids`` (up to 100, newest first) of the runs with an unpriced model.
+        source: ``traces`` or ``runs``: how the figures were read.
+        filters: The query.
+    """
+
+    total_cost_usd: float = 0.0
+    total_runs: int = 0
+    successful: int = 0
+    failed: int = 0
+    total_tokens: int = 0
+    by_workflow: list[dict[str, Any]] = field(default_factory=list)
+    by_model: list[dict[str, Any]] = field(default_factory=list)
+    by_node: list[dict[str, Any]] = field(default_factory=list)
+    periods: list[dict[str, Any]] = field(default_factory=list)
+    unpriced: dict[str, Any] = field(
+        default_factory=lambda: {"runs": 0, "models": [], "trace_ids": []}
+    )
+    source: str = "traces"
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def avg_cost_per_run(self) -> float:
+        """Mean cost of a run (0 with no runs)."""
+        return self.total_cost_usd / self.total_runs if self.total_runs else 0.0
+
+    @property
+    def avg_tokens_per_run(self) -> float:
+        """Mean tokens of a run (0 with no runs)."""
+        return self.total_tokens / self.total_runs if self.total_runs else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what ``--format json`` writes)."""
+        data = asdict(self)
+        data["avg_cost_per_run"] = self.avg_cost_per_run
+        data["avg_tokens_per_run"] = self.avg_tokens_per_run
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CostReport:
+        """The report :meth:`to_dict` (or a JSON export) describes."""
+        names = cls.__dataclass_fields__
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
+class _Totals:
+    """Figures being summed, whichever way they are read."""
+
+    def __init__(self) -> None:
+        self.workflows: dict[str, dict[str, Any]] = defaultdict(
+            lambda: {"runs": 0, "successful": 0, "failed": 0, "tokens": 0, "cost_usd": 0.0}
+        )
+        self.models: dict[tuple[str, str], float] = defaultdict(float)
+        self.nodes: dict[tuple[str, str], float] = defaultdict(float)
+        self.periods: dict[str, dict[str, Any]] = {}
+        self.unpriced_runs = 0
+        self.unpriced_models: set[str] = set()
+        self.unpriced_ids: list[tuple[int, str]] = []
+
+    def period(self, label: str) -> dict[str, Any]:
+        if label not in self.periods:
+            self.periods[label] = {
+                "period": label,
+                "runs": 0,
+                "cost_usd": 0.0,
+                "by_workflow": defaultdict(float),
+                "by_model": defaultdict(float),
+            }
+        return self.periods[label]
+
+    def report(self, source: str, query: ReportQuery, with_nodes: bool, dated: bool) -> CostReport:
+        workflows = [{"workflow": name, **self.workflows[name]} for name in sorted(self.workflows)]
+        return CostReport(
+            total_cost_usd=sum(w["cost_usd"] for w in workflows),
+            total_runs=sum(w["runs"] for w in workflows),
+            successful=sum(w["successful"] for w in workflows),
+            failed=sum(w["failed"] for w in workflows),
+            total_tokens=sum(w["tokens"] for w in workflows),
+            by_workflow=workflows,
+            by_model=[
+                {"model": model, "provider": provider, "cost_usd": cost}
+                for (provider, model), cost in sorted(
+                    self.models.items(), key=lambda item: (-item[1], item[0])
+                )
+            ],
+            by_node=[
+                {"workflow": workflow, "node": node, "cost_usd": cost}
+                for (workflow, node), cost in sorted(self.nodes.items())
+            ]
+            if with_nodes
+            else [],
+            periods=[
+                {**p, "by_workflow": dict(p["by_workflow"]), "by_model": dict(p["by_model"])}
+                for _, p in sorted(self.periods.items())
+            ]
+            if dated
+            else [],
+            unpriced={
+                "runs": self.unpriced_runs,
+                "models": sorted(self.unpriced_models),
+                "trace_ids": [i for _, i in sorted(self.unpriced_ids, reverse=True)[:100]],
+            },
+            source=source,
+            filters=query.describe(),
+        )
+
+
+def cost_report(
+    query: ReportQuery,
+    *,
+    breakdown: tuple[str, ...] = ("workflow", "model"),
+    aggregate_by: str | None = None,
+    source: Source = "auto",
+) -> CostReport:
+    """What the runs ``query`` covers cost, with the breakdowns and periods asked for.
+
+    Args:
+        query: Store, experiment, workflow, time range and status.
+        breakdown: Any of :data:`BREAKDOWNS`; ``node`` pages the MLflow runs (slower).
+        aggregate_by: ``daily``, ``weekly`` or ``monthly`` periods; ``None`` for none.
+        source: ``traces`` (trace metrics), ``runs`` (paging runs) or ``auto`` (traces where
+            the store supports them).
+
+    Raises:
+        ReportError: bad arguments, a store that cannot be read, an empty store or an unknown
+            workflow.
+    """
+    unknown = set(breakdown) - set(BREAKDOWNS)
+    if unknown:
+        raise ReportError(
+            f"--breakdown: {sorted(unknown)[0]!r} is not one of workflow, model, node"
+        )
+    if aggregate_by is not None and aggregate_by not in AGGREGATES:
+        raise ReportError(f"--aggregate-by: {aggregate_by!r} is not one of daily, weekly, monthly")
+    store = open_store(query)
+    with_nodes = "node" in breakdown
+    dated = aggregate_by is not None
+    totals = _Totals()
+    used = "runs"
+    metrics = TraceMetrics.open(store, query) if source != "runs" else None
+    if metrics is not None and metrics.complete():
+        used = "traces"
+        _from_traces(metrics, store, query, totals, aggregate_by)
+        if with_nodes:
+            _from_runs(store, query, _Totals(), aggregate_by, nodes_into=totals)
+    elif source == "traces":
+        raise ReportError(f"{query.tracking_uri} cannot aggregate trace metrics for this query")
+    else:
+        _from_runs(store, query, totals, aggregate_by)
+    if not totals.workflows and query.workflow is None and _store_is_empty(store):
+        raise ReportError(f"no runs recorded in {query.tracking_uri}")
+    if query.workflow is not None and not totals.workflows and not _workflow_exists(store, query):
+        raise ReportError(f"no runs of workflow {query.workflow!r} in {query.tracking_uri}")
+    return totals.report(used, query, with_nodes, dated)
+
+
+def _from_traces(
+    metrics: TraceMetrics,
+    store: Store,
+    query: ReportQuery,
+    totals: _Totals,
+    aggregate_by: str | None,
+) -> None:
+    for name, status, count in metrics.run_counts():
+        entry = totals.workflows[name]
+        entry["runs"] += count
+        entry["successful" if status == "OK" else "failed"] += count
+    for name, tokens in metrics.tokens():
+        totals.workflows[name]["tokens"] += int(tokens)
+    totals.unpriced_runs += sum(count for _, count in metrics.unpriced_counts())
+    for name in list(totals.workflows):
+        totals.workflows[name]["cost_usd"] += metrics.workflow_cost(name)
+    for provider, model, cost in metrics.model_costs():
+        totals.models[(provider, model)] += cost
+    if aggregate_by is not None:
+        for bucket_ms, count in metrics.runs_by_day():
+            totals.period(period_label(bucket_ms, aggregate_by))["runs"] += count
+        for bucket_ms, _, model, cost in metrics.model_costs_by_day():
+            period = totals.period(period_label(bucket_ms, aggregate_by))
+            period["cost_usd"] += cost
+            period["by_model"][model] += cost
+        for name in list(totals.workflows):
+            for bucket_ms, cost in metrics.workflow_costs_by_day(name):
+                totals.period(period_label(bucket_ms, aggregate_by))["by_workflow"][name] += cost
+    if totals.unpriced_runs:
+        for trace in unpriced_traces(store, query):
+            totals.unpriced_ids.append((trace.timestamp_ms, trace.trace_id))
+            totals.unpriced_models.update(trace.unpriced_models)
+            totals.workflows[trace.workflow]["cost_usd"] += trace.priced_cost
+            for (provider, model, start_ms), cost in trace.call_costs.items():
+                totals.models[(provider, model)] += cost
+                if aggregate_by is not None:
+                    period = totals.period(period_label(start_ms, aggregate_by))
+                    period["cost_usd"] += cost
+                    period["by_model"][model] += cost
+                    period["by_workflow"][trace.workflow] += cost
+
+
+def _run_filter(query: ReportQuery) -> str:
+    clauses = []
+    if query.workflow is not None:
+        clauses.append(f"tags.workflow = '{query.workflow}'")
+    if query.status == "success":
+        clauses.append("tags.run_status = 'success'")
+    elif query.status == "failure":
+        clauses.append("tags.run_status != 'success'")
+    if query.start_ms is not None:
+        clauses.append(f"attributes.start_time >= {query.start_ms}")
+    if query.end_ms is not None:
+        clauses.append(f"attributes.start_time <= {query.end_ms}")
+    return " AND ".join(clauses)
+
+
+def _from_runs(
+    store: Store,
+    query: ReportQuery,
+    totals: _Totals,
+    aggregate_by: str | None,
+    *,
+    nodes_into: _Totals | None = None,
+) -> None:
+    """Page every run the query covers and sum its metrics."""
+    nodes = (nodes_into or totals).nodes
+    token = None
+    while True:
+        page = store.client.search_runs(
+            store.experiment_ids, _run_filter(query), max_results=50_000, page_token=token
+        )
+        for run in page:
+            tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+            if "workflow" not in tags or "total_cost_usd" not in metrics:
+                continue  # not a workflow run (e.g. a batch's parent run)
+            name = tags["workflow"]
+            entry = totals.workflows[name]
+            entry["runs"] += 1
+            entry["successful" if tags.get("run_status") == "success" else "failed"] += 1
+            entry["tokens"] += int(metrics.get("total_tokens", 0))
+            entry["cost_usd"] += metrics["total_cost_usd"]
+            unpriced = False
+            for key, value in params.items():
+                if not (key.startswith("node_") and key.endswith("_model")):
+                    continue
+                node = key[len("node_") : -len("_model")]
+                provider = params.get(f"node_{node}_provider", "")
+                cost = metrics.get(f"node_{node}_cost_usd")
+                if cost is None:
+                    unpriced = True
+                    totals.unpriced_models.add(f"{provider}/{value}")
+                    continue
+                totals.models[(provider, value)] += cost
+                nodes[(name, node)] += cost
+            if unpriced:
+                totals.unpriced_runs += 1
+                trace_id = tags.get("mlflow.trace_id", run.info.run_id)
+                totals.unpriced_ids.append((run.info.start_time, trace_id))
+            if aggregate_by is not None:
+                period = totals.period(period_label(run.info.start_time, aggregate_by))
+                period["runs"] += 1
+                period["cost_usd"] += metrics["total_cost_usd"]
+                period["by_workflow"][name] += metrics["total_cost_usd"]
+                for key, value in params.items():
+                    if key.startswith("node_") and key.endswith("_model"):
+                        node = key[len("node_") : -len("_model")]
+                        cost = metrics.get(f"node_{node}_cost_usd")
+                        if cost is not None:
+                            period["by_model"][value] += cost
+        token = page.token
+        if not token:
+            return
+
+
+def _store_is_empty(store: Store) -> bool:
+    found = store.client.search_traces(locations=store.experiment_ids, max_results=1)
+    return not found and not store.client.search_runs(store.experiment_ids, max_results=1)
+
+
+def _workflow_exists(store: Store, query: ReportQuery) -> bool:
+    unfiltered = ReportQuery(query.tracking_uri, query.experiment, query.workflow)
+    metrics = TraceMetrics.open(store, unfiltered)
+    if metrics is not None and metrics.complete():
+        return any(count for _, _, count in metrics.run_counts())
+    return bool(
+        store.client.search_runs(store.experiment_ids, _run_filter(unfiltered), max_results=1)
+    )

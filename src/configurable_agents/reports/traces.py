@@ -1,0 +1,255 @@
+"""Reading traces: MLflow's trace-metric aggregation in the store, and traces one by one.
+
+``query_trace_metrics`` is the store method MLflow's own overview charts use (SQL stores run it as
+grouped SQL; REST stores send it to the server's ``/traces/metrics``). It aggregates trace counts
+and tokens by trace name and status, span costs by model and provider, both by time bucket, with
+filters on trace tags, trace status and span type.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .query import ReportQuery, Store
+
+__all__ = ["TraceMetrics", "UnpricedTrace", "search_filter", "unpriced_traces"]
+
+_MAX_POINTS = 100_000  # the SQL store does not page these results
+_END_OF_TIME_MS = 2**53
+_DAY_S = 86_400
+
+
+def _bucket_ms(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso).timestamp() * 1000
+
+
+class TraceMetrics:
+    """Aggregations over the traces a query covers, computed by the store."""
+
+    def __init__(self, store: Store, query: ReportQuery) -> None:
+        self.store = store
+        self.query = query
+        self.filters: list[str] = []
+        if query.workflow is not None:
+            self.filters.append(f'trace.tag.mlflow.traceName = "{query.workflow}"')
+        if query.status is not None:
+            self.filters.append(
+                f'trace.status = "{"OK" if query.status == "success" else "ERROR"}"'
+            )
+
+    @classmethod
+    def open(cls, store: Store, query: ReportQuery) -> TraceMetrics | None:
+        """The query's trace metrics, or ``None`` when the store cannot aggregate them."""
+        metrics = cls(store, query)
+        try:
+            metrics._points("TRACES", "trace_count", "COUNT", [])
+        except Exception as exc:  # file stores, servers older than the API
+            if _unsupported(exc):
+                return None
+            raise
+        return metrics
+
+    def _points(
+        self,
+        view: str,
+        metric: str,
+        aggregation: str,
+        dimensions: list[str],
+        filters: tuple[str, ...] = (),
+        by_day: bool = False,
+    ) -> list[Any]:
+        from mlflow.entities.trace_metrics import AggregationType, MetricAggregation, MetricViewType
+
+        start, end = self.query.start_ms, self.query.end_ms
+        if by_day:
+            start, end = start or 0, end or _END_OF_TIME_MS
+        return list(
+            self.store.backend.query_trace_metrics(
+                experiment_ids=self.store.experiment_ids,
+                view_type=MetricViewType(view),
+                metric_name=metric,
+                aggregations=[MetricAggregation(AggregationType(aggregation))],
+                dimensions=dimensions or None,
+                filters=[*self.filters, *filters],
+                time_interval_seconds=_DAY_S if by_day else None,
+                start_time_ms=start,
+                end_time_ms=end,
+                max_results=_MAX_POINTS,
+            )
+        )
+
+    def complete(self) -> bool:
+        """Whether every workflow trace carries the ``unpriced`` tag (older ones do not, and
+        their costs can only be read from their MLflow runs)."""
+        named = self._by_name("trace_count", "COUNT")
+        tagged: dict[str, float] = defaultdict(float)
+        for value in ("true", "false"):
+            for name, count in self._by_name(
+                "trace_count", "COUNT", f'trace.tag.unpriced = "{value}"'
+            ):
+                tagged[name] += count
+        return all(tagged.get(name, 0) == count for name, count in named)
+
+    def _by_name(self, metric: str, aggregation: str, *filters: str) -> list[tuple[str, float]]:
+        points = self._points("TRACES", metric, aggregation, ["trace_name"], filters)
+        return [(p.dimensions["trace_name"], p.values[aggregation]) for p in points]
+
+    def run_counts(self) -> list[tuple[str, str, int]]:
+        """``(workflow, trace status, runs)``."""
+        points = self._points("TRACES", "trace_count", "COUNT", ["trace_name", "trace_status"])
+        return [
+            (p.dimensions["trace_name"], p.dimensions["trace_status"], int(p.values["COUNT"]))
+            for p in points
+        ]
+
+    def tokens(self) -> list[tuple[str, float]]:
+        """``(workflow, tokens)``."""
+        return self._by_name("total_tokens", "SUM")
+
+    def unpriced_counts(self) -> list[tuple[str, int]]:
+        """``(workflow, runs with an unpriced model)``."""
+        return [
+            (name, int(count))
+            for name, count in self._by_name("trace_count", "COUNT", 'trace.tag.unpriced = "true"')
+        ]
+
+    _PRICED_CALLS = ('span.type = "CHAT_MODEL"', 'trace.tag.unpriced = "false"')
+
+    def model_costs(self) -> list[tuple[str, str, float]]:
+        """``(provider, model, cost)`` of the model calls of fully priced runs."""
+        points = self._points(
+            "SPANS", "total_cost", "SUM", ["span_model_name", "span_model_provider"],
+            self._PRICED_CALLS,
+        )  # fmt: skip
+        return [
+            (p.dimensions["span_model_provider"], p.dimensions["span_model_name"], p.values["SUM"])
+            for p in points
+        ]
+
+    def workflow_cost(self, workflow: str) -> float:
+        """Cost of the model calls of the fully priced runs of ``workflow``."""
+        points = self._points(
+            "SPANS", "total_cost", "SUM", [],
+            (*self._PRICED_CALLS, f'trace.tag.mlflow.traceName = "{workflow}"'),
+        )  # fmt: skip
+        return sum(p.values.get("SUM", 0.0) for p in points)
+
+    def runs_by_day(self) -> list[tuple[float, int]]:
+        """``(UTC day start in ms, runs)``."""
+        points = self._points("TRACES", "trace_count", "COUNT", [], by_day=True)
+        return [(_bucket_ms(p.dimensions["time_bucket"]), int(p.values["COUNT"])) for p in points]
+
+    def model_costs_by_day(self) -> list[tuple[float, str, str, float]]:
+        """``(UTC day start in ms, provider, model, cost)`` of fully priced runs' calls."""
+        points = self._points(
+            "SPANS", "total_cost", "SUM", ["span_model_name", "span_model_provider"],
+            self._PRICED_CALLS, by_day=True,
+        )  # fmt: skip
+        return [
+            (
+                _bucket_ms(p.dimensions["time_bucket"]),
+                p.dimensions["span_model_provider"],
+                p.dimensions["span_model_name"],
+                p.values["SUM"],
+            )
+            for p in points
+        ]
+
+    def workflow_costs_by_day(self, workflow: str) -> list[tuple[float, float]]:
+        """``(UTC day start in ms, cost)`` of the fully priced runs of ``workflow``."""
+        points = self._points(
+            "SPANS", "total_cost", "SUM", [],
+            (*self._PRICED_CALLS, f'trace.tag.mlflow.traceName = "{workflow}"'), by_day=True,
+        )  # fmt: skip
+        return [(_bucket_ms(p.dimensions["time_bucket"]), p.values["SUM"]) for p in points]
+
+
+def _unsupported(exc: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, NotImplementedError):
+        return True
+    if isinstance(exc, MlflowException):
+        code = exc.error_code
+        return code in ("NOT_IMPLEMENTED", "ENDPOINT_NOT_FOUND") or "not supported" in exc.message
+    return False
+
+
+def search_filter(query: ReportQuery, *extra: str) -> str:
+    """A ``search_traces`` filter string for the query (time, workflow, status) and ``extra``."""
+    clauses = list(extra)
+    if query.workflow is not None:
+        clauses.append(f"tag.workflow = '{query.workflow}'")
+    if query.status is not None:
+        clauses.append(f"trace.status = '{'OK' if query.status == 'success' else 'ERROR'}'")
+    if query.start_ms is not None:
+        clauses.append(f"trace.timestamp_ms >= {query.start_ms}")
+    if query.end_ms is not None:
+        clauses.append(f"trace.timestamp_ms <= {query.end_ms}")
+    return " AND ".join(clauses)
+
+
+@dataclass
+class UnpricedTrace:
+    """The figures of a run with an unpriced model, read from its spans.
+
+    Attributes:
+        trace_id: The run's trace.
+        workflow: Its workflow.
+        timestamp_ms: When it started.
+        priced_cost: Cost of its priced calls.
+        call_costs: Cost of its priced calls by ``(provider, model, start ms)``.
+        unpriced_models: ``provider/model`` of its unpriced calls.
+    """
+
+    trace_id: str
+    workflow: str
+    timestamp_ms: int
+    priced_cost: float = 0.0
+    call_costs: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    unpriced_models: set[str] = field(default_factory=set)
+
+
+def unpriced_traces(store: Store, query: ReportQuery) -> Iterator[UnpricedTrace]:
+    """The runs the query covers that have an unpriced model, newest first.
+
+    A call counts as priced when its node execution has a cost (``node.cost_usd``): the store
+    may have priced the others itself, and those are not our prices.
+    """
+    token = None
+    while True:
+        page = store.client.search_traces(
+            locations=store.experiment_ids,
+            filter_string=search_filter(query, "tag.unpriced = 'true'"),
+            max_results=500,
+            order_by=["timestamp_ms DESC"],
+            page_token=token,
+        )
+        for trace in page:
+            info = trace.info
+            found = UnpricedTrace(info.trace_id, info.tags.get("workflow", ""), info.request_time)
+            spans = trace.data.spans
+            priced_nodes = {
+                s.span_id for s in spans
+                if s.span_type == "AGENT" and s.get_attribute("node.cost_usd") is not None
+            }  # fmt: skip
+            for span in spans:
+                if span.span_type != "CHAT_MODEL":
+                    continue
+                provider = span.get_attribute("mlflow.llm.provider") or ""
+                model = span.get_attribute("mlflow.llm.model") or ""
+                if span.parent_id not in priced_nodes:
+                    found.unpriced_models.add(f"{provider}/{model}")
+                    continue
+                cost = (span.get_attribute("mlflow.llm.cost") or {}).get("total_cost", 0.0)
+                key = (provider, model, span.start_time_ns // 1_000_000)
+                found.call_costs[key] = found.call_costs.get(key, 0.0) + cost
+                found.priced_cost += cost
+            yield found
+        token = page.token
+        if not token:
+            return
