@@ -3,8 +3,9 @@
 The spans are the ones MLflow gets (:func:`.spans.build_trace`, secrets scrubbed the same way,
 under the same trace id when MLflow records the run), with the GenAI semantic-convention
 attributes added. A run is exported or not by its trace id (``TraceIdRatioBased``, so the decision
-is deterministic); kept runs go to the SDK's ``BatchSpanProcessor``, which exports in a background
-thread, so a run never waits for the collector. At exit a process waits a bounded time for its
+is deterministic). A kept run is only queued when it ends: a background thread builds its spans
+and hands them to the SDK's ``BatchSpanProcessor``, whose own thread exports them, so a run never
+waits for span building or for the collector. At exit a process waits a bounded time for its
 spans (``$CONFIGURABLE_AGENTS_FLUSH_TIMEOUT``, default 10 s).
 
 Imports OpenTelemetry (the ``otel`` extra) only when a workflow enables it.
@@ -16,10 +17,11 @@ import atexit
 import json
 import logging
 import os
+import queue
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +38,10 @@ __all__ = ["OtlpExporter", "flush_all"]
 _log = logging.getLogger(__name__)
 _processors: dict[tuple[Any, ...], Any] = {}
 _processors_lock = threading.Lock()
+_MAX_PENDING = 10_000
+"""Most finished runs waiting for their spans to be built; beyond, runs are not exported."""
+_pending: queue.Queue[tuple[OtlpExporter, RunResult, str]] = queue.Queue(_MAX_PENDING)
+_builder: threading.Thread | None = None
 
 _DEFAULT_ENDPOINT = {"http": "http://localhost:4318", "grpc": "http://localhost:4317"}
 _TRACES_PATH = "/v1/traces"
@@ -78,19 +84,48 @@ def _processor(protocol: str, endpoint: str, headers: Mapping[str, str]) -> Any:
         return _processors[key]
 
 
+def _build_forever() -> None:
+    while True:
+        exporter, result, trace_hex = _pending.get()
+        try:
+            exporter.export(result, trace_hex)
+        except Exception as exc:  # the run's spans are lost, never the run
+            _log.warning("could not export run %s by OTLP: %s", result.run_id, exc)
+        finally:
+            _pending.task_done()
+
+
+def _enqueue(item: tuple[OtlpExporter, RunResult, str]) -> None:
+    global _builder
+    with _processors_lock:
+        if _builder is None or not _builder.is_alive():  # first use, or in a forked child
+            _builder = threading.Thread(target=_build_forever, name="OtlpSpanBuilder", daemon=True)
+            _builder.start()
+    try:
+        _pending.put_nowait(item)
+    except queue.Full:
+        _log.warning("OTLP export is %d runs behind; run %s is not exported", _MAX_PENDING,
+                     item[1].run_id)  # fmt: skip
+
+
+def _finished_within(work: Callable[[], object], deadline: float) -> bool:
+    """Run ``work`` in a thread, waiting for it until ``deadline`` at most."""
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    return not worker.is_alive()
+
+
 def flush_all(timeout: float | None = None) -> bool:
     """Export what this process has queued, waiting at most ``timeout`` seconds in all
     (default ``$CONFIGURABLE_AGENTS_FLUSH_TIMEOUT``, else 10); whether everything was sent."""
     if timeout is None:
         timeout = float(os.environ.get(FLUSH_TIMEOUT_ENV, "10"))
     deadline = time.monotonic() + timeout
-    done = True
+    done = _finished_within(_pending.join, deadline)
     for processor in list(_processors.values()):
-        # The SDK's force_flush ignores its timeout: run it in a thread we stop waiting for.
-        flusher = threading.Thread(target=processor.force_flush, daemon=True)
-        flusher.start()
-        flusher.join(max(0.0, deadline - time.monotonic()))
-        done &= not flusher.is_alive()
+        # The SDK's force_flush ignores its timeout: hence a thread we stop waiting for.
+        done = done and _finished_within(processor.force_flush, deadline)
     return done
 
 
@@ -146,10 +181,13 @@ class OtlpExporter:
         return decision.is_sampled()
 
     def __call__(self, result: RunResult) -> None:
-        """Queue the run's spans for export, if its trace id is sampled."""
+        """Queue the run for export, if its trace id is sampled."""
         trace_hex = (result.trace_id or "")[3:] or secrets.token_hex(16)
-        if not self.sampled(trace_hex):
-            return
+        if self.sampled(trace_hex):
+            _enqueue((self, result, trace_hex))
+
+    def export(self, result: RunResult, trace_hex: str) -> None:
+        """Build the run's spans and hand them to the batch processor (in the builder thread)."""
         _, spans = build_trace(
             result,
             self.workflow,
