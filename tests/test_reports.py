@@ -8,6 +8,7 @@ store. Every figure is checked against what the stub billed, priced here from li
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import itertools
 import json
 from collections import defaultdict
@@ -328,3 +329,27 @@ def test_bad_input_is_one_line_and_leaves_no_file(recorded: Recorded, tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
     profile = _cli("report", "profile", "tr-0000", *uri)
     assert profile.exit_code == 2 and "no run 'tr-0000'" in profile.stderr
+
+
+def test_the_cost_report_notebook_runs(
+    recorded: Recorded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", recorded.uri)  # the kernel inherits it
+    notebook = nbformat.read(ROOT / "examples" / "notebooks" / "cost_report.ipynb", as_version=4)
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+    ).execute()
+    summary = notebook.cells[1].outputs[0]["text"]
+    assert (
+        summary.startswith("6 runs (2 not successful), $") and "1 with an unpriced model" in summary
+    )
+    exported = from_csv((tmp_path / "cost_report.csv").read_text())
+    expected = cost_report(ReportQuery(recorded.uri), aggregate_by="monthly")
+    assert exported == dataclasses.replace(expected, source="", filters={})
+    assert (tmp_path / "cost_by_month.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    tables = [cell.outputs[0]["data"]["text/plain"] for cell in notebook.cells[3:8:2]]
+    month = datetime.datetime.now(datetime.UTC).strftime("%Y-%m")
+    assert "writer" in tables[0] and "gpt-4o-mini" in tables[1] and month in tables[2]
