@@ -23,6 +23,8 @@ from configurable_agents import RunStatus
 from configurable_agents.engine.run import SetupError, prepare_workflow
 from configurable_agents.observability import otel
 
+from .test_server import Server, server_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -328,3 +330,22 @@ def test_runs_not_recorded_in_mlflow_are_exported_too(tmp_path: Path, receiver: 
     spans = receiver.spans("otel-no-mlflow")
     assert result.trace_id is None and prepared.recorder is None
     assert len(spans) == 3 and len({span.trace_id for span in spans}) == 1
+
+
+def test_serve_exports_its_runs_and_flushes_them_at_shutdown(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The batch processor would wait 5 s before exporting; a stopped server sends at once."""
+    path = _workflow(
+        tmp_path, "article_writer.yaml", endpoint=receiver.endpoint, service_name="otel-serve"
+    )
+    server = Server(path, tmp_path / "runs.db", server_env(tmp_path), "--llm", "mock")
+    run = server.client.post("/runs", json={"inputs": {"topic": "bees"}}).json()
+    assert run["status"] == "success"
+    assert server.stop() == 0, "".join(server.log)
+    spans = receiver.spans("otel-serve")
+    assert sorted(span.name for span in spans) == [
+        "mock/gemini-1.5-flash", "workflow_article_writer", "write",
+    ]  # fmt: skip
+    (root,) = [span for span in spans if not span.parent_span_id]
+    assert _attributes(root)["workflow.run_id"] == run["run_id"]

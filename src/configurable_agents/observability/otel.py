@@ -169,9 +169,10 @@ class OtlpExporter:
         self.workflow = workflow
         self.processor = processor
         self.sampler = TraceIdRatioBased(config.sampling_rate)
-        self.resource = Resource.create(
-            {"service.name": config.service_name, "service.version": workflow.config.flow.version}
-        )
+        resource = {"service.name": config.service_name}
+        if workflow.config.flow.version:
+            resource["service.version"] = workflow.config.flow.version
+        self.resource = Resource.create(resource)
         self.scrub = make_scrubber(env, redact_pii=observability.mlflow.redact_pii)
         self.log_prompts = observability.mlflow.log_prompts
 
