@@ -165,6 +165,14 @@ def test_recorded_traces_carry_the_tags_reports_group_by(recorded: Recorded) -> 
     assert [tags[r.trace_id]["unpriced"] for r in recorded.runs] == [
         "true" if r.unpriced else "false" for r in recorded.runs
     ]
+    private = client.get_trace(recorded.runs[-1].trace_id)
+    costs = {
+        s.get_attribute("mlflow.llm.model"): s.get_attribute("mlflow.llm.cost")
+        for s in private.data.spans
+        if s.span_type == "CHAT_MODEL"
+    }
+    assert costs[UNPRICED] == {}  # empty: the store leaves it unpriced instead of pricing it
+    assert costs["gpt-4o-mini"]["total_cost"] == pytest.approx(recorded.billed(0)["private"])
 
 
 def test_cost_figures_match_what_the_stub_billed(recorded: Recorded) -> None:

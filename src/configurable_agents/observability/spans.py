@@ -201,7 +201,8 @@ def _call_span(builder: _Builder, record: NodeRecord, call: ModelCallRecord, par
             "cached_input_tokens": usage.cached_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
         },
-        "mlflow.llm.cost": None if cost is None else {"total_cost": cost},
+        # Unpriced: an empty cost, so that the store does not price the call itself.
+        "mlflow.llm.cost": {} if cost is None else {"total_cost": cost},
         "gen_ai.request.model": record.model,
         "gen_ai.usage.input_tokens": usage.input_tokens,
         "gen_ai.usage.output_tokens": usage.output_tokens,

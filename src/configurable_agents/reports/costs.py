@@ -3,13 +3,13 @@
 Two ways to the same figures, from what runs record (see ``docs/OBSERVABILITY.md``):
 
 - ``traces`` (default where the store has it): MLflow's ``query_trace_metrics`` aggregates in
-  the store, grouped by trace name (the workflow), trace status, model and time bucket; run counts
-  and tokens from the traces, costs from the ``CHAT_MODEL`` spans' ``mlflow.llm.cost``. Traces
-  tagged ``unpriced=true`` are read span by span instead: the store prices spans that carry no
-  cost, and only the costs we priced are counted.
+  the store, grouped by trace name (the workflow), trace status, model and time bucket: run
+  counts and tokens from the traces, costs from the ``CHAT_MODEL`` spans' ``mlflow.llm.cost``
+  (an unpriced call's is empty, so it adds nothing). Runs with an unpriced model are counted by
+  their ``unpriced=true`` tag; the newest of them are read span by span to name their models.
 - ``runs``: page every MLflow run with ``search_runs`` and sum its metrics (``total_cost_usd``,
   ``total_tokens``, ``node_<id>_cost_usd``). Used for stores without trace metrics, traces
-  recorded before the ``unpriced`` tag, and the per-node breakdown.
+  recorded before traces were named after their workflow, and the per-node breakdown.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ __all__ = ["AGGREGATES", "BREAKDOWNS", "CostReport", "cost_report"]
 BREAKDOWNS = ("workflow", "model", "node")
 AGGREGATES = ("daily", "weekly", "monthly")
 Source = Literal["auto", "traces", "runs"]
+UNPRICED_LISTED = 100
+"""Most runs with an unpriced model listed by id (newest first); all are counted."""
 
 
 def period_label(ms: float, aggregate_by: str) -> str:
@@ -60,8 +62,9 @@ class CostReport:
         by_node: Per node (when asked for): ``workflow``, ``node``, ``cost_usd``.
         periods: Per period (when asked for): ``period``, ``runs``, ``cost_usd``,
             ``by_workflow`` and ``by_model`` (name to cost).
-        unpriced: ``runs`` (count), ``models`` (``provider/model`` never priced) and
-            ``trace_ids`` (up to 100, newest first) of the runs with an unpriced model.
+        unpriced: ``runs`` (count), ``models`` (``provider/model`` unpriced in the runs
+            listed) and ``trace_ids`` (up to 100, newest first) of the runs with an unpriced
+            model.
         source: ``traces`` or ``runs``: how the figures were read.
         filters: The query.
     """
@@ -160,7 +163,9 @@ class _Totals:
             unpriced={
                 "runs": self.unpriced_runs,
                 "models": sorted(self.unpriced_models),
-                "trace_ids": [i for _, i in sorted(self.unpriced_ids, reverse=True)[:100]],
+                "trace_ids": [
+                    i for _, i in sorted(self.unpriced_ids, reverse=True)[:UNPRICED_LISTED]
+                ],
             },
             source=source,
             filters=query.describe(),
@@ -245,17 +250,9 @@ def _from_traces(
             for bucket_ms, cost in metrics.workflow_costs_by_day(name):
                 totals.period(period_label(bucket_ms, aggregate_by))["by_workflow"][name] += cost
     if totals.unpriced_runs:
-        for trace in unpriced_traces(store, query):
+        for trace in unpriced_traces(store, query, UNPRICED_LISTED):
             totals.unpriced_ids.append((trace.timestamp_ms, trace.trace_id))
             totals.unpriced_models.update(trace.unpriced_models)
-            totals.workflows[trace.workflow]["cost_usd"] += trace.priced_cost
-            for (provider, model, start_ms), cost in trace.call_costs.items():
-                totals.models[(provider, model)] += cost
-                if aggregate_by is not None:
-                    period = totals.period(period_label(start_ms, aggregate_by))
-                    period["cost_usd"] += cost
-                    period["by_model"][model] += cost
-                    period["by_workflow"][trace.workflow] += cost
 
 
 def _run_filter(query: ReportQuery) -> str:

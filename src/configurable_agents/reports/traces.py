@@ -9,8 +9,6 @@ filters on trace tags, trace status and span type.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,16 +81,11 @@ class TraceMetrics:
         )
 
     def complete(self) -> bool:
-        """Whether every workflow trace carries the ``unpriced`` tag (older ones do not, and
-        their costs can only be read from their MLflow runs)."""
-        named = self._by_name("trace_count", "COUNT")
-        tagged: dict[str, float] = defaultdict(float)
-        for value in ("true", "false"):
-            for name, count in self._by_name(
-                "trace_count", "COUNT", f'trace.tag.unpriced = "{value}"'
-            ):
-                tagged[name] += count
-        return all(tagged.get(name, 0) == count for name, count in named)
+        """Whether every trace is named after its workflow (traces recorded before runs were
+        named so can only be read from their MLflow runs)."""
+        (total,) = self._points("TRACES", "trace_count", "COUNT", []) or [None]
+        named = sum(count for _, count in self._by_name("trace_count", "COUNT"))
+        return named == (total.values["COUNT"] if total is not None else 0)
 
     def _by_name(self, metric: str, aggregation: str, *filters: str) -> list[tuple[str, float]]:
         points = self._points("TRACES", metric, aggregation, ["trace_name"], filters)
@@ -117,10 +110,10 @@ class TraceMetrics:
             for name, count in self._by_name("trace_count", "COUNT", 'trace.tag.unpriced = "true"')
         ]
 
-    _PRICED_CALLS = ('span.type = "CHAT_MODEL"', 'trace.tag.unpriced = "false"')
+    _PRICED_CALLS = ('span.type = "CHAT_MODEL"',)  # unpriced calls carry an empty cost
 
     def model_costs(self) -> list[tuple[str, str, float]]:
-        """``(provider, model, cost)`` of the model calls of fully priced runs."""
+        """``(provider, model, cost)`` of the priced model calls."""
         points = self._points(
             "SPANS", "total_cost", "SUM", ["span_model_name", "span_model_provider"],
             self._PRICED_CALLS,
@@ -131,7 +124,7 @@ class TraceMetrics:
         ]
 
     def workflow_cost(self, workflow: str) -> float:
-        """Cost of the model calls of the fully priced runs of ``workflow``."""
+        """Cost of the priced model calls of the runs of ``workflow``."""
         points = self._points(
             "SPANS", "total_cost", "SUM", [],
             (*self._PRICED_CALLS, f'trace.tag.mlflow.traceName = "{workflow}"'),
@@ -144,7 +137,7 @@ class TraceMetrics:
         return [(_bucket_ms(p.dimensions["time_bucket"]), int(p.values["COUNT"])) for p in points]
 
     def model_costs_by_day(self) -> list[tuple[float, str, str, float]]:
-        """``(UTC day start in ms, provider, model, cost)`` of fully priced runs' calls."""
+        """``(UTC day start in ms, provider, model, cost)`` of the priced calls."""
         points = self._points(
             "SPANS", "total_cost", "SUM", ["span_model_name", "span_model_provider"],
             self._PRICED_CALLS, by_day=True,
@@ -160,7 +153,7 @@ class TraceMetrics:
         ]
 
     def workflow_costs_by_day(self, workflow: str) -> list[tuple[float, float]]:
-        """``(UTC day start in ms, cost)`` of the fully priced runs of ``workflow``."""
+        """``(UTC day start in ms, cost)`` of the priced calls of ``workflow``'s runs."""
         points = self._points(
             "SPANS", "total_cost", "SUM", [],
             (*self._PRICED_CALLS, f'trace.tag.mlflow.traceName = "{workflow}"'), by_day=True,
@@ -195,61 +188,34 @@ def search_filter(query: ReportQuery, *extra: str) -> str:
 
 @dataclass
 class UnpricedTrace:
-    """The figures of a run with an unpriced model, read from its spans.
+    """A run with an unpriced model.
 
     Attributes:
         trace_id: The run's trace.
-        workflow: Its workflow.
         timestamp_ms: When it started.
-        priced_cost: Cost of its priced calls.
-        call_costs: Cost of its priced calls by ``(provider, model, start ms)``.
         unpriced_models: ``provider/model`` of its unpriced calls.
     """
 
     trace_id: str
-    workflow: str
     timestamp_ms: int
-    priced_cost: float = 0.0
-    call_costs: dict[tuple[str, str, int], float] = field(default_factory=dict)
     unpriced_models: set[str] = field(default_factory=set)
 
 
-def unpriced_traces(store: Store, query: ReportQuery) -> Iterator[UnpricedTrace]:
-    """The runs the query covers that have an unpriced model, newest first.
-
-    A call counts as priced when its node execution has a cost (``node.cost_usd``): the store
-    may have priced the others itself, and those are not our prices.
-    """
-    token = None
-    while True:
-        page = store.client.search_traces(
-            locations=store.experiment_ids,
-            filter_string=search_filter(query, "tag.unpriced = 'true'"),
-            max_results=500,
-            order_by=["timestamp_ms DESC"],
-            page_token=token,
-        )
-        for trace in page:
-            info = trace.info
-            found = UnpricedTrace(info.trace_id, info.tags.get("workflow", ""), info.request_time)
-            spans = trace.data.spans
-            priced_nodes = {
-                s.span_id for s in spans
-                if s.span_type == "AGENT" and s.get_attribute("node.cost_usd") is not None
-            }  # fmt: skip
-            for span in spans:
-                if span.span_type != "CHAT_MODEL":
-                    continue
-                provider = span.get_attribute("mlflow.llm.provider") or ""
-                model = span.get_attribute("mlflow.llm.model") or ""
-                if span.parent_id not in priced_nodes:
-                    found.unpriced_models.add(f"{provider}/{model}")
-                    continue
-                cost = (span.get_attribute("mlflow.llm.cost") or {}).get("total_cost", 0.0)
-                key = (provider, model, span.start_time_ns // 1_000_000)
-                found.call_costs[key] = found.call_costs.get(key, 0.0) + cost
-                found.priced_cost += cost
-            yield found
-        token = page.token
-        if not token:
-            return
+def unpriced_traces(store: Store, query: ReportQuery, limit: int) -> list[UnpricedTrace]:
+    """The ``limit`` newest runs the query covers that have an unpriced model: a model call
+    whose cost is empty."""
+    found = []
+    for trace in store.client.search_traces(
+        locations=store.experiment_ids,
+        filter_string=search_filter(query, "tag.unpriced = 'true'"),
+        max_results=limit,
+        order_by=["timestamp_ms DESC"],
+    ):
+        models = {
+            f"{span.get_attribute('mlflow.llm.provider')}/{span.get_attribute('mlflow.llm.model')}"
+            for span in trace.data.spans
+            if span.span_type == "CHAT_MODEL"
+            and "total_cost" not in (span.get_attribute("mlflow.llm.cost") or {})
+        }
+        found.append(UnpricedTrace(trace.info.trace_id, trace.info.request_time, models))
+    return found
