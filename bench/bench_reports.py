@@ -119,9 +119,6 @@ def _generate_part(uri: str, count: int, seed: int, experiment_id: str) -> None:
     from configurable_agents.observability.spans import build_trace
     from configurable_agents.observability.spool import Spool
 
-    # MLflow prices spans that carry no cost (our unpriced model) and first tries to download its
-    # model catalog; offline that costs seconds of retries. Its bundled catalog is enough here.
-    os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "file:///nonexistent")
     store = MlflowClient(uri)._tracking_client.store
     spool = Spool(Path(uri.removeprefix("sqlite:///")).with_suffix(f".{seed}.spool"))
     config = MlflowConfig(enabled=True, tracking_uri=uri, log_artifacts=False)

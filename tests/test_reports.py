@@ -91,9 +91,6 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
         env.setenv("CONFIGURABLE_AGENTS_SPOOL", str(folder / "spool.db"))
         env.delenv("CONFIGURABLE_AGENTS_TRACING", raising=False)
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
-        # MLflow prices spans without a cost itself, downloading its catalog first (offline:
-        # seconds of retries); its bundled catalog is enough.
-        env.setenv("MLFLOW_MODEL_CATALOG_URI", "file:///nonexistent")
         env.chdir(folder)
 
         def answer(request: dict[str, Any]) -> Reply:
