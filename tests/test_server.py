@@ -75,6 +75,7 @@ class Server:
     """A `serve` subprocess; ``url`` once its application has started."""
 
     def __init__(self, workflow: Path, db: Path, env: dict[str, str], *args: str) -> None:
+        self.db = db
         self.log: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "configurable_agents", "serve", str(workflow),
@@ -84,11 +85,14 @@ class Server:
         )  # fmt: skip
         started = threading.Event()
         self.url = ""
+        self._logged = threading.Condition()
 
         def drain() -> None:
             assert self.process.stderr is not None
             for line in self.process.stderr:
-                self.log.append(line)
+                with self._logged:
+                    self.log.append(line)
+                    self._logged.notify_all()
                 if line.startswith("serving "):
                     self.url = line.split(" on ", 1)[1].split(" ", 1)[0]
                 if "Application startup complete" in line:
@@ -99,6 +103,11 @@ class Server:
         started.wait(60)
         assert self.url and self.process.poll() is None, "".join(self.log)
         self.client = httpx.Client(base_url=self.url, timeout=60)
+
+    def wait_for_log(self, text: str, timeout: float = 60) -> bool:
+        """Wait until the server has logged a line containing ``text``."""
+        with self._logged:
+            return self._logged.wait_for(lambda: any(text in line for line in self.log), timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Send ``sig`` and wait for the process to end; its exit code."""
@@ -298,6 +307,28 @@ def test_schema_ready_and_docs(client: httpx.Client) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/runs", "/runs/{run_id}", "/schema", "/health", "/ready", "/metrics"} <= set(paths)
     assert client.get("/docs").status_code == 200
+
+
+def test_shutdown_lets_running_runs_finish(api: Server, stub: StubLLM) -> None:
+    """Stops the module's server: SIGTERM, and the held run is let go only once the server is
+    already shutting down; it still ends with its result."""
+    stub.reset()
+    gate = Gate(answer("Finished late."))
+    stub.responder = gate
+    try:
+        run_id = api.client.post(
+            "/runs", json={"inputs": {"topic": "x"}, "wait_seconds": 0}
+        ).json()["run_id"]
+        assert gate.arrived.wait(30)
+        api.process.send_signal(signal.SIGTERM)
+        assert api.wait_for_log("Waiting for application shutdown")
+    finally:
+        gate.release()
+    api.client.close()
+    assert api.process.wait(60) == 0
+    finished = JobStore(api.db).get(run_id)
+    assert finished is not None and finished["status"] == "success"
+    assert finished["outputs"] == {"article": "Finished late."}
 
 
 def test_restart_reports_interrupted_and_shutdown_cancels(tmp_path: Path, stub: StubLLM) -> None:

@@ -122,21 +122,22 @@ def _run_server(
     config = uvicorn.Config(
         api, log_level="info", timeout_graceful_shutdown=shutdown_timeout, lifespan="on"
     )
-    # uvicorn shuts down gracefully on SIGTERM (runs finished or cancelled, traces flushed), then
-    # re-raises it: a graceful stop exits 0.
-    signal.signal(signal.SIGTERM, _exit_now)
+    # uvicorn shuts down gracefully on SIGTERM and SIGINT (runs finished or cancelled, traces
+    # flushed), then raises the signal again: these handlers then end the process.
+    signal.signal(signal.SIGTERM, lambda *_: _exit_now(0))
+    signal.signal(signal.SIGINT, lambda *_: _exit_now(130))
     uvicorn.Server(config).run(sockets=[listener])
 
 
-def _exit_now(*_: object) -> None:
-    """Exit 0 after the exit handlers, skipping the interpreter's teardown of the LangChain and
+def _exit_now(code: int) -> None:
+    """Exit after the exit handlers, skipping the interpreter's teardown of the LangChain and
     FastAPI modules (seconds on a busy machine, for nothing)."""
     import atexit
 
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def run_metrics(prepared: PreparedWorkflow) -> AbstractContextManager[None]:
