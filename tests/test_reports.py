@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from configurable_agents import RunStatus, run_workflow
 from configurable_agents.cli import app
-from configurable_agents.reports import CostReport, ReportQuery, cost_report, from_csv
+from configurable_agents.reports import CostReport, ReportError, ReportQuery, cost_report, from_csv
 
 from .stub_llm import Reply, StubLLM
 
@@ -358,3 +358,29 @@ def test_the_cost_report_notebook_runs(
     tables = [cell.outputs[0]["data"]["text/plain"] for cell in notebook.cells[3:8:2]]
     month = datetime.datetime.now(datetime.UTC).strftime("%Y-%m")
     assert "writer" in tables[0] and "gpt-4o-mini" in tables[1] and month in tables[2]
+
+
+def test_a_store_without_trace_metrics_is_paged(
+    tmp_path: Path, stub_llm: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONFIGURABLE_AGENTS_TRACING")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "mlruns").as_uri()  # a file store: no query_trace_metrics
+    stub_llm.responder = lambda request: Reply.tool_calls(
+        [("final_answer", {"write_text": "d"})],
+        usage={"prompt_tokens": 30_000, "completion_tokens": 3_000},
+    )
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump(_flow("writer", [("write", "gpt-4o-mini")], stub_llm, uri)))
+    results = [run_workflow(path, {"topic": "t"}, env={}) for _ in range(2)]
+    report = cost_report(ReportQuery(uri), breakdown=("workflow", "model", "node"))
+    assert report.source == "runs"
+    assert (report.total_runs, report.successful, report.total_tokens) == (2, 2, 66_000)
+    billed = 2 * (30_000 * 0.15 + 3_000 * 0.60) / 1e6
+    assert abs(report.total_cost_usd - billed) < MICRO
+    cost = pytest.approx(billed, abs=MICRO)
+    assert report.by_model == [{"model": "gpt-4o-mini", "provider": "openai", "cost_usd": cost}]
+    assert report.by_node == [{"workflow": "writer", "node": "write", "cost_usd": cost}]
+    assert float(sum(r.cost_usd for r in results)) == pytest.approx(billed, abs=MICRO)
+    with pytest.raises(ReportError, match="cannot aggregate trace metrics"):
+        cost_report(ReportQuery(uri), source="traces")
