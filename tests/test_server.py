@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -371,17 +372,25 @@ def test_restart_reports_interrupted_and_shutdown_cancels(tmp_path: Path, stub: 
     assert cancelled["state"] == {"topic": "y"}
 
 
-def test_bad_command_lines_say_so_in_one_line(tmp_path: Path, stub: StubLLM) -> None:
+def test_bad_command_lines_are_located_errors_exit_2(tmp_path: Path, stub: StubLLM) -> None:
     workflow = write_workflow(tmp_path / "wf.yaml", stub)
+    busy = socket.create_server(("127.0.0.1", 0))
+    port = str(busy.getsockname()[1])
     cases = [
         ([str(ROOT / "tests" / "data" / "broken.yaml")], "unknown key 'versoin'"),
         ([str(workflow), "--llm", "nope"], "--llm"),
-        ([str(workflow), "--db", str(tmp_path)], "--db"),
+        ([str(workflow), "--db", str(workflow / "runs.db")], f"--db {workflow / 'runs.db'}: "),
+        (
+            [str(workflow), "--port", port],
+            f"cannot listen on 127.0.0.1:{port}: Address already in use\n",
+        ),
     ]
-    for args, message in cases:
-        result = subprocess.run(
-            [sys.executable, "-m", "configurable_agents", "serve", *args, "--port", "0"],
-            capture_output=True, text=True, env=server_env(tmp_path), timeout=60,
-        )  # fmt: skip
-        assert result.returncode == 2, result.stderr
-        assert message in result.stderr and "Traceback" not in result.stderr
+    with busy:
+        for args, message in cases:
+            result = subprocess.run(
+                [sys.executable, "-m", "configurable_agents", "serve", "--port", "0", *args],
+                capture_output=True, text=True, env=server_env(tmp_path), timeout=60,
+            )  # fmt: skip
+            assert result.returncode == 2, result.stderr
+            assert message in result.stderr, result.stderr
+            assert all("error: " in line for line in result.stderr.strip().splitlines())

@@ -82,7 +82,8 @@ def serve(
     try:
         listener = socket.create_server((host, port))
     except OSError as exc:
-        _fail_input(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        _fail_input(f"cannot listen on {host}:{port}: {reason}")
     _run_server(prepared, jobs, listener, max_body_bytes, shutdown_timeout)
 
 
