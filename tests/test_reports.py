@@ -384,3 +384,18 @@ def test_a_store_without_trace_metrics_is_paged(
     assert float(sum(r.cost_usd for r in results)) == pytest.approx(billed, abs=MICRO)
     with pytest.raises(ReportError, match="cannot aggregate trace metrics"):
         cost_report(ReportQuery(uri), source="traces")
+
+
+def test_an_mlflow_server_aggregates_the_same_figures(recorded: Recorded, tmp_path: Path) -> None:
+    import shutil
+
+    from .test_recording_recovery import _free_port, _mlflow_server
+
+    shutil.copy(recorded.folder / "mlflow.db", tmp_path / "server.db")
+    local = cost_report(ReportQuery(recorded.uri), aggregate_by="daily")
+    with _mlflow_server(_free_port(), tmp_path) as uri:
+        remote = cost_report(ReportQuery(uri), aggregate_by="daily")
+        listed = _cli("report", "runs", "--tracking-uri", uri, "--format", "json")
+    assert remote.source == "traces"  # query_trace_metrics over REST
+    assert dataclasses.replace(remote, filters={}) == dataclasses.replace(local, filters={})
+    assert len(json.loads(listed.stdout)) == 6

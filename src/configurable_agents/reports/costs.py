@@ -27,7 +27,7 @@ __all__ = ["AGGREGATES", "BREAKDOWNS", "CostReport", "cost_report"]
 BREAKDOWNS = ("workflow", "model", "node")
 AGGREGATES = ("daily", "weekly", "monthly")
 Source = Literal["auto", "traces", "runs"]
-UNPRICED_LISTED = 100
+UNPRICED_LISTED = 20
 """Most runs with an unpriced model listed by id (newest first); all are counted."""
 
 
@@ -63,7 +63,7 @@ class CostReport:
         periods: Per period (when asked for): ``period``, ``runs``, ``cost_usd``,
             ``by_workflow`` and ``by_model`` (name to cost).
         unpriced: ``runs`` (count), ``models`` (``provider/model`` unpriced in the runs
-            listed) and ``trace_ids`` (up to 100, newest first) of the runs with an unpriced
+            listed) and ``trace_ids`` (up to 20, newest first) of the runs with an unpriced
             model.
         source: ``traces`` or ``runs``: how the figures were read.
         filters: The query.
