@@ -68,7 +68,7 @@ def serve(
     import sqlite3
 
     from .engine import SetupError, prepare_workflow
-    from .server.jobs import JobStore
+    from .server.jobs import JobStore, default_runs_db
 
     workflow = _runnable(file, llm)
     try:
@@ -78,7 +78,8 @@ def serve(
     try:
         jobs = JobStore(db)
     except (OSError, sqlite3.Error) as exc:
-        _fail_input(f"--db {db or '(default)'}: {exc}")
+        reason = getattr(exc, "strerror", None) or str(exc)
+        _fail_input(f"--db {db or default_runs_db()}: cannot use it as the job table: {reason}")
     try:
         listener = socket.create_server((host, port))
     except OSError as exc:
