@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -205,9 +206,10 @@ def cost_report(
     totals = _Totals()
     used = "runs"
     metrics = TraceMetrics.open(store, query) if source != "runs" else None
-    if metrics is not None and metrics.complete():
+    workflows = metrics.workflows() if metrics is not None else None
+    if metrics is not None and workflows is not None:
         used = "traces"
-        _from_traces(metrics, store, query, totals, aggregate_by)
+        _from_traces(metrics, workflows, store, query, totals, aggregate_by)
         if with_nodes:
             _from_runs(store, query, _Totals(), aggregate_by, nodes_into=totals)
     elif source == "traces":
@@ -223,36 +225,51 @@ def cost_report(
 
 def _from_traces(
     metrics: TraceMetrics,
+    workflows: list[str],
     store: Store,
     query: ReportQuery,
     totals: _Totals,
     aggregate_by: str | None,
 ) -> None:
-    for name, status, count in metrics.run_counts():
-        entry = totals.workflows[name]
-        entry["runs"] += count
-        entry["successful" if status == "OK" else "failed"] += count
-    for name, tokens in metrics.tokens():
-        totals.workflows[name]["tokens"] += int(tokens)
-    totals.unpriced_runs += sum(count for _, count in metrics.unpriced_counts())
-    for name in list(totals.workflows):
-        totals.workflows[name]["cost_usd"] += metrics.workflow_cost(name)
-    for provider, model, cost in metrics.model_costs():
-        totals.models[(provider, model)] += cost
-    if aggregate_by is not None:
-        for bucket_ms, count in metrics.runs_by_day():
-            totals.period(period_label(bucket_ms, aggregate_by))["runs"] += count
-        for bucket_ms, _, model, cost in metrics.model_costs_by_day():
-            period = totals.period(period_label(bucket_ms, aggregate_by))
-            period["cost_usd"] += cost
-            period["by_model"][model] += cost
-        for name in list(totals.workflows):
-            for bucket_ms, cost in metrics.workflow_costs_by_day(name):
-                totals.period(period_label(bucket_ms, aggregate_by))["by_workflow"][name] += cost
-    if totals.unpriced_runs:
-        for trace in unpriced_traces(store, query, UNPRICED_LISTED):
+    """Sum what the store aggregates: independent grouped queries, run side by side (SQLite
+    and the database drivers release the interpreter while a query runs)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        counts = pool.submit(metrics.run_counts)
+        tokens = pool.submit(metrics.tokens)
+        unpriced = pool.submit(metrics.unpriced_counts)
+        models = pool.submit(metrics.model_costs)
+        listed = pool.submit(unpriced_traces, store, query, UNPRICED_LISTED)
+        costs = {name: pool.submit(metrics.workflow_cost, name) for name in workflows}
+        if aggregate_by is not None:
+            runs_by_day = pool.submit(metrics.runs_by_day)
+            models_by_day = pool.submit(metrics.model_costs_by_day)
+            costs_by_day = {name: pool.submit(metrics.workflow_costs_by_day, name)
+                            for name in workflows}  # fmt: skip
+        for name, status, count in counts.result():
+            entry = totals.workflows[name]
+            entry["runs"] += count
+            entry["successful" if status == "OK" else "failed"] += count
+        for name, used in tokens.result():
+            totals.workflows[name]["tokens"] += int(used)
+        for name, cost in costs.items():
+            totals.workflows[name]["cost_usd"] += cost.result()
+        for provider, model, cost in models.result():
+            totals.models[(provider, model)] += cost
+        totals.unpriced_runs += sum(count for _, count in unpriced.result())
+        for trace in listed.result():
             totals.unpriced_ids.append((trace.timestamp_ms, trace.trace_id))
             totals.unpriced_models.update(trace.unpriced_models)
+        if aggregate_by is not None:
+            for bucket_ms, count in runs_by_day.result():
+                totals.period(period_label(bucket_ms, aggregate_by))["runs"] += count
+            for bucket_ms, _, model, cost in models_by_day.result():
+                period = totals.period(period_label(bucket_ms, aggregate_by))
+                period["cost_usd"] += cost
+                period["by_model"][model] += cost
+            for name, by_day in costs_by_day.items():
+                for bucket_ms, cost in by_day.result():
+                    label = period_label(bucket_ms, aggregate_by)
+                    totals.period(label)["by_workflow"][name] += cost
 
 
 def _run_filter(query: ReportQuery) -> str:
@@ -336,8 +353,8 @@ def _store_is_empty(store: Store) -> bool:
 def _workflow_exists(store: Store, query: ReportQuery) -> bool:
     unfiltered = ReportQuery(query.tracking_uri, query.experiment, query.workflow)
     metrics = TraceMetrics.open(store, unfiltered)
-    if metrics is not None and metrics.complete():
-        return any(count for _, _, count in metrics.run_counts())
+    if metrics is not None and metrics.workflows() is not None:
+        return metrics.total > 0
     return bool(
         store.client.search_runs(store.experiment_ids, _run_filter(unfiltered), max_results=1)
     )

@@ -32,6 +32,8 @@ class TraceMetrics:
         self.store = store
         self.query = query
         self.filters: list[str] = []
+        self.total = 0.0
+        """Traces the query covers."""
         if query.workflow is not None:
             self.filters.append(f'trace.tag.mlflow.traceName = "{query.workflow}"')
         if query.status is not None:
@@ -44,11 +46,12 @@ class TraceMetrics:
         """The query's trace metrics, or ``None`` when the store cannot aggregate them."""
         metrics = cls(store, query)
         try:
-            metrics._points("TRACES", "trace_count", "COUNT", [])
+            points = metrics._points("TRACES", "trace_count", "COUNT", [])
         except Exception as exc:  # file stores, servers older than the API
             if _unsupported(exc):
                 return None
             raise
+        metrics.total = sum(p.values["COUNT"] for p in points)
         return metrics
 
     def _points(
@@ -80,12 +83,13 @@ class TraceMetrics:
             )
         )
 
-    def complete(self) -> bool:
-        """Whether every trace is named after its workflow (traces recorded before runs were
-        named so can only be read from their MLflow runs)."""
-        (total,) = self._points("TRACES", "trace_count", "COUNT", []) or [None]
-        named = sum(count for _, count in self._by_name("trace_count", "COUNT"))
-        return named == (total.values["COUNT"] if total is not None else 0)
+    def workflows(self) -> list[str] | None:
+        """The workflows with runs the query covers; ``None`` when some traces are not named
+        after their workflow (recorded before they were: only their MLflow runs can say)."""
+        named = self._by_name("trace_count", "COUNT")
+        if sum(count for _, count in named) != self.total:
+            return None
+        return [name for name, _ in named]
 
     def _by_name(self, metric: str, aggregation: str, *filters: str) -> list[tuple[str, float]]:
         points = self._points("TRACES", metric, aggregation, ["trace_name"], filters)
