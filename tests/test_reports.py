@@ -399,3 +399,20 @@ def test_an_mlflow_server_aggregates_the_same_figures(recorded: Recorded, tmp_pa
     assert remote.source == "traces"  # query_trace_metrics over REST
     assert dataclasses.replace(remote, filters={}) == dataclasses.replace(local, filters={})
     assert len(json.loads(listed.stdout)) == 6
+
+
+def test_the_api_and_help_import_neither_mlflow_nor_matplotlib() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, configurable_agents.reports\n"
+        "from configurable_agents.cli import app\n"
+        "try:\n    app(['report', 'costs', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted({'mlflow', 'matplotlib'} & {m.split('.')[0] for m in sys.modules}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "--chart FILE" in result.stdout
+    assert result.stdout.splitlines()[-1] == "[]"
