@@ -3,12 +3,13 @@
     python bench/bench_batch.py [--rows 2000] [--concurrency 64] [--delay 0.1]
 
 A 3-node workflow (3 model calls in a row per run) runs once per row through
-``configurable-agents batch --concurrency 64 --trace`` into a fresh local SQLite store. The stub
-server (``tests/stub_llm.py``) runs in its own process, so it does not share the batch's
-interpreter lock. The ceiling is concurrency / (3 x delay): 64 / 0.3 s = 213 runs/s; the target
-is >= 80 % of it (170 runs/s) with every trace in the store after the flush (0 lost). In the same
-run, MLflow's own synchronous export (``mlflow.start_span``, six-span traces, from
-``bench_recording.py``) is measured into another fresh store, for comparison.
+``configurable-agents batch --concurrency 64`` with tracing into a fresh local SQLite store, then
+the same rows untraced, for comparison. The stub server (``tests/stub_llm.py``) runs in its own
+process, so it does not share the batch's interpreter lock. The ceiling is concurrency /
+(3 x delay): 64 / 0.3 s = 213 runs/s; the target is >= 80 % of it (170 runs/s) with every trace
+in the store after the flush (0 lost). In the same run, MLflow's own synchronous export
+(``mlflow.start_span``, six-span traces, from ``bench_recording.py``) is measured into another
+fresh store, and the CPU time per run of the batch process and of the stub is printed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -110,24 +112,36 @@ def main() -> int:
                    "CONFIGURABLE_AGENTS_FLUSH_TIMEOUT": "600"}  # fmt: skip
             started = time.perf_counter()
             cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            batch = subprocess.run(
-                [sys.executable, "-m", "configurable_agents", "batch", str(workflow),
-                 "--inputs", str(rows), "-o", f"{tmp}/out.jsonl",
-                 "--concurrency", str(args.concurrency)],
-                capture_output=True, text=True, env=env, cwd=tmp,
-            )  # fmt: skip
+            batch = _batch(args, workflow, rows, Path(tmp) / "out.jsonl", env)
             wall = time.perf_counter() - started
             cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            untraced = _batch(args, workflow, rows, Path(tmp) / "untraced.jsonl",
+                              {**env, "CONFIGURABLE_AGENTS_TRACING": "off"})  # fmt: skip
+            untraced_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         finally:
             stub.communicate("")
         stub_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if batch.returncode != 0:
-            print(batch.stderr, file=sys.stderr)
-            return 1
+        for done in (batch, untraced):
+            if done.returncode != 0:
+                print(done.stderr, file=sys.stderr)
+                return 1
+        untraced_rate = float(re.search(r"\(([\d.]+)/s\)", untraced.stderr).group(1))
         results = [json.loads(line) for line in Path(f"{tmp}/out.jsonl").read_text().splitlines()]
         traces, metrics = _store_counts(uri)
-    cpu = (_cpu(cpu_after) - _cpu(cpu_before), _cpu(stub_after) - _cpu(cpu_after))
-    return _report(args, results, traces, metrics["runs_per_second"], sync, wall, cpu)
+    # the stub is reaped last: its CPU is what the children used after the untraced batch
+    cpu = (_cpu(cpu_after) - _cpu(cpu_before), (_cpu(stub_after) - _cpu(untraced_after)) / 2)
+    rates = (metrics["runs_per_second"], untraced_rate)
+    return _report(args, results, traces, rates, sync, wall, cpu)
+
+
+def _batch(
+    args: argparse.Namespace, workflow: Path, rows: Path, out: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "configurable_agents", "batch", str(workflow), "--inputs",
+         str(rows), "-o", str(out), "--concurrency", str(args.concurrency)],
+        capture_output=True, text=True, env=env, cwd=out.parent,
+    )  # fmt: skip
 
 
 def _cpu(usage: resource.struct_rusage) -> float:
@@ -138,11 +152,12 @@ def _report(
     args: argparse.Namespace,
     results: list[dict[str, Any]],
     traces: int,
-    rate: float,
+    rates: tuple[float, float],
     sync: dict[str, float],
     wall: float,
     cpu_s: tuple[float, float],
 ) -> int:
+    rate, untraced = rates
     ceiling = args.concurrency / (3 * args.delay)
     target = TARGET_SHARE * ceiling
     succeeded = sum(r["status"] == "success" for r in results)
@@ -152,7 +167,7 @@ def _report(
         f"{args.rows} rows, 3 model calls each, stub {args.delay * 1000:.0f} ms per call, "
         f"concurrency {args.concurrency}: {succeeded} succeeded",
         f"batch: {rate:.1f} runs/s = {rate / ceiling:.0%} of the {ceiling:.0f} runs/s ceiling "
-        f"(target >= {target:.0f})",
+        f"(target >= {target:.0f}); the same rows untraced: {untraced:.1f} runs/s",
         f"traces in the store after the flush: {traces} of {args.rows} "
         f"({args.rows - traces} lost); wall time with start-up and flush: {wall:.1f} s",
         f"MLflow sync export, same machine and run: {sync['per_s']:.1f} traces/s "
