@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from .query import ReportError, ReportQuery, Store, open_store
-from .traces import TraceMetrics, unpriced_traces
+from .traces import TraceMetrics, unpriced_traces, unsupported
 
 __all__ = ["AGGREGATES", "BREAKDOWNS", "CostReport", "cost_report"]
 
@@ -203,18 +203,15 @@ def cost_report(
     store = open_store(query)
     with_nodes = "node" in breakdown
     dated = aggregate_by is not None
-    totals = _Totals()
-    used = "runs"
-    metrics = TraceMetrics.open(store, query) if source != "runs" else None
-    workflows = metrics.workflows() if metrics is not None else None
-    if metrics is not None and workflows is not None:
-        used = "traces"
-        _from_traces(metrics, workflows, store, query, totals, aggregate_by)
+    used = "traces"
+    totals = None if source == "runs" else _from_traces(store, query, aggregate_by)
+    if totals is not None:
         if with_nodes:
             _from_runs(store, query, _Totals(), aggregate_by, nodes_into=totals)
     elif source == "traces":
         raise ReportError(f"{query.tracking_uri} cannot aggregate trace metrics for this query")
     else:
+        used, totals = "runs", _Totals()
         _from_runs(store, query, totals, aggregate_by)
     if not totals.workflows and query.workflow is None and _store_is_empty(store):
         raise ReportError(f"no runs recorded in {query.tracking_uri}")
@@ -223,53 +220,53 @@ def cost_report(
     return totals.report(used, query, with_nodes, dated)
 
 
-def _from_traces(
-    metrics: TraceMetrics,
-    workflows: list[str],
-    store: Store,
-    query: ReportQuery,
-    totals: _Totals,
-    aggregate_by: str | None,
-) -> None:
-    """Sum what the store aggregates: independent grouped queries, run side by side (SQLite
-    and the database drivers release the interpreter while a query runs)."""
+def _from_traces(store: Store, query: ReportQuery, aggregate_by: str | None) -> _Totals | None:
+    """Sum what the store aggregates, or ``None`` when it cannot (no trace metrics, or traces
+    not named after their workflow). Independent grouped queries run side by side: SQLite and
+    the database drivers release the interpreter while a query runs."""
+    metrics = TraceMetrics(store, query)
+    totals = _Totals()
+    dated = aggregate_by is not None
     with ThreadPoolExecutor(max_workers=4) as pool:
+        total = pool.submit(metrics.count)
         counts = pool.submit(metrics.run_counts)
         tokens = pool.submit(metrics.tokens)
         unpriced = pool.submit(metrics.unpriced_counts)
-        models = pool.submit(metrics.model_costs)
         listed = pool.submit(unpriced_traces, store, query, UNPRICED_LISTED)
-        costs = {name: pool.submit(metrics.workflow_cost, name) for name in workflows}
-        if aggregate_by is not None:
-            runs_by_day = pool.submit(metrics.runs_by_day)
-            models_by_day = pool.submit(metrics.model_costs_by_day)
-            costs_by_day = {name: pool.submit(metrics.workflow_costs_by_day, name)
-                            for name in workflows}  # fmt: skip
-        for name, status, count in counts.result():
+        runs_by_day = pool.submit(metrics.runs_by_day) if dated else None
+        try:
+            named = counts.result()
+        except Exception as exc:
+            if unsupported(exc):
+                return None
+            raise
+        workflows = sorted({name for name, _, _ in named})
+        costs = {name: pool.submit(metrics.costs, name, dated) for name in workflows}
+        if sum(count for _, _, count in named) != total.result():
+            return None  # older traces: only their MLflow runs say which workflow they ran
+        for name, status, count in named:
             entry = totals.workflows[name]
             entry["runs"] += count
             entry["successful" if status == "OK" else "failed"] += count
         for name, used in tokens.result():
             totals.workflows[name]["tokens"] += int(used)
-        for name, cost in costs.items():
-            totals.workflows[name]["cost_usd"] += cost.result()
-        for provider, model, cost in models.result():
-            totals.models[(provider, model)] += cost
+        for name, rows in costs.items():
+            for bucket_ms, provider, model, cost in rows.result():
+                totals.workflows[name]["cost_usd"] += cost
+                totals.models[(provider, model)] += cost
+                if aggregate_by is not None:
+                    period = totals.period(period_label(bucket_ms, aggregate_by))
+                    period["cost_usd"] += cost
+                    period["by_model"][model] += cost
+                    period["by_workflow"][name] += cost
         totals.unpriced_runs += sum(count for _, count in unpriced.result())
         for trace in listed.result():
             totals.unpriced_ids.append((trace.timestamp_ms, trace.trace_id))
             totals.unpriced_models.update(trace.unpriced_models)
-        if aggregate_by is not None:
+        if runs_by_day is not None and aggregate_by is not None:
             for bucket_ms, count in runs_by_day.result():
                 totals.period(period_label(bucket_ms, aggregate_by))["runs"] += count
-            for bucket_ms, _, model, cost in models_by_day.result():
-                period = totals.period(period_label(bucket_ms, aggregate_by))
-                period["cost_usd"] += cost
-                period["by_model"][model] += cost
-            for name, by_day in costs_by_day.items():
-                for bucket_ms, cost in by_day.result():
-                    label = period_label(bucket_ms, aggregate_by)
-                    totals.period(label)["by_workflow"][name] += cost
+    return totals
 
 
 def _run_filter(query: ReportQuery) -> str:
@@ -352,9 +349,12 @@ def _store_is_empty(store: Store) -> bool:
 
 def _workflow_exists(store: Store, query: ReportQuery) -> bool:
     unfiltered = ReportQuery(query.tracking_uri, query.experiment, query.workflow)
-    metrics = TraceMetrics.open(store, unfiltered)
-    if metrics is not None and metrics.workflows() is not None:
-        return metrics.total > 0
+    try:
+        if TraceMetrics(store, unfiltered).count():
+            return True
+    except Exception as exc:
+        if not unsupported(exc):
+            raise
     return bool(
         store.client.search_runs(store.experiment_ids, _run_filter(unfiltered), max_results=1)
     )

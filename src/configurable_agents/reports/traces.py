@@ -14,7 +14,7 @@ from typing import Any
 
 from .query import ReportQuery, Store
 
-__all__ = ["TraceMetrics", "UnpricedTrace", "search_filter", "unpriced_traces"]
+__all__ = ["TraceMetrics", "UnpricedTrace", "search_filter", "unpriced_traces", "unsupported"]
 
 _MAX_POINTS = 100_000  # the SQL store does not page these results
 _END_OF_TIME_MS = 2**53
@@ -32,8 +32,6 @@ class TraceMetrics:
         self.store = store
         self.query = query
         self.filters: list[str] = []
-        self.total = 0.0
-        """Traces the query covers."""
         if query.workflow is not None:
             self.filters.append(f'trace.tag.mlflow.traceName = "{query.workflow}"')
         if query.status is not None:
@@ -41,18 +39,15 @@ class TraceMetrics:
                 f'trace.status = "{"OK" if query.status == "success" else "ERROR"}"'
             )
 
-    @classmethod
-    def open(cls, store: Store, query: ReportQuery) -> TraceMetrics | None:
-        """The query's trace metrics, or ``None`` when the store cannot aggregate them."""
-        metrics = cls(store, query)
-        try:
-            points = metrics._points("TRACES", "trace_count", "COUNT", [])
-        except Exception as exc:  # file stores, servers older than the API
-            if _unsupported(exc):
-                return None
-            raise
-        metrics.total = sum(p.values["COUNT"] for p in points)
-        return metrics
+    def count(self) -> int:
+        """Traces the query covers.
+
+        Raises:
+            Exception: as the store does; :func:`unsupported` tells a store without the API.
+        """
+        return int(
+            sum(p.values["COUNT"] for p in self._points("TRACES", "trace_count", "COUNT", []))
+        )
 
     def _points(
         self,
@@ -83,20 +78,12 @@ class TraceMetrics:
             )
         )
 
-    def workflows(self) -> list[str] | None:
-        """The workflows with runs the query covers; ``None`` when some traces are not named
-        after their workflow (recorded before they were: only their MLflow runs can say)."""
-        named = self._by_name("trace_count", "COUNT")
-        if sum(count for _, count in named) != self.total:
-            return None
-        return [name for name, _ in named]
-
     def _by_name(self, metric: str, aggregation: str, *filters: str) -> list[tuple[str, float]]:
         points = self._points("TRACES", metric, aggregation, ["trace_name"], filters)
         return [(p.dimensions["trace_name"], p.values[aggregation]) for p in points]
 
     def run_counts(self) -> list[tuple[str, str, int]]:
-        """``(workflow, trace status, runs)``."""
+        """``(workflow, trace status, runs)`` of the traces named after their workflow."""
         points = self._points("TRACES", "trace_count", "COUNT", ["trace_name", "trace_status"])
         return [
             (p.dimensions["trace_name"], p.dimensions["trace_status"], int(p.values["COUNT"]))
@@ -114,41 +101,18 @@ class TraceMetrics:
             for name, count in self._by_name("trace_count", "COUNT", 'trace.tag.unpriced = "true"')
         ]
 
-    _PRICED_CALLS = ('span.type = "CHAT_MODEL"',)  # unpriced calls carry an empty cost
-
-    def model_costs(self) -> list[tuple[str, str, float]]:
-        """``(provider, model, cost)`` of the priced model calls."""
+    def costs(self, workflow: str, by_day: bool = False) -> list[tuple[float, str, str, float]]:
+        """``(UTC day start in ms or 0, provider, model, cost)`` of the priced calls of
+        ``workflow``'s runs: one grouped query over that workflow's spans (an unpriced call's
+        cost is empty, so it adds nothing)."""
         points = self._points(
             "SPANS", "total_cost", "SUM", ["span_model_name", "span_model_provider"],
-            self._PRICED_CALLS,
-        )  # fmt: skip
-        return [
-            (p.dimensions["span_model_provider"], p.dimensions["span_model_name"], p.values["SUM"])
-            for p in points
-        ]
-
-    def workflow_cost(self, workflow: str) -> float:
-        """Cost of the priced model calls of the runs of ``workflow``."""
-        points = self._points(
-            "SPANS", "total_cost", "SUM", [],
-            (*self._PRICED_CALLS, f'trace.tag.mlflow.traceName = "{workflow}"'),
-        )  # fmt: skip
-        return sum(p.values.get("SUM", 0.0) for p in points)
-
-    def runs_by_day(self) -> list[tuple[float, int]]:
-        """``(UTC day start in ms, runs)``."""
-        points = self._points("TRACES", "trace_count", "COUNT", [], by_day=True)
-        return [(_bucket_ms(p.dimensions["time_bucket"]), int(p.values["COUNT"])) for p in points]
-
-    def model_costs_by_day(self) -> list[tuple[float, str, str, float]]:
-        """``(UTC day start in ms, provider, model, cost)`` of the priced calls."""
-        points = self._points(
-            "SPANS", "total_cost", "SUM", ["span_model_name", "span_model_provider"],
-            self._PRICED_CALLS, by_day=True,
+            ('span.type = "CHAT_MODEL"', f'trace.tag.mlflow.traceName = "{workflow}"'),
+            by_day=by_day,
         )  # fmt: skip
         return [
             (
-                _bucket_ms(p.dimensions["time_bucket"]),
+                _bucket_ms(p.dimensions["time_bucket"]) if by_day else 0.0,
                 p.dimensions["span_model_provider"],
                 p.dimensions["span_model_name"],
                 p.values["SUM"],
@@ -156,16 +120,14 @@ class TraceMetrics:
             for p in points
         ]
 
-    def workflow_costs_by_day(self, workflow: str) -> list[tuple[float, float]]:
-        """``(UTC day start in ms, cost)`` of the priced calls of ``workflow``'s runs."""
-        points = self._points(
-            "SPANS", "total_cost", "SUM", [],
-            (*self._PRICED_CALLS, f'trace.tag.mlflow.traceName = "{workflow}"'), by_day=True,
-        )  # fmt: skip
-        return [(_bucket_ms(p.dimensions["time_bucket"]), p.values["SUM"]) for p in points]
+    def runs_by_day(self) -> list[tuple[float, int]]:
+        """``(UTC day start in ms, runs)``."""
+        points = self._points("TRACES", "trace_count", "COUNT", [], by_day=True)
+        return [(_bucket_ms(p.dimensions["time_bucket"]), int(p.values["COUNT"])) for p in points]
 
 
-def _unsupported(exc: Exception) -> bool:
+def unsupported(exc: Exception) -> bool:
+    """Whether ``exc`` says the store has no trace metrics (file stores, older servers)."""
     from mlflow.exceptions import MlflowException
 
     if isinstance(exc, NotImplementedError):
