@@ -236,6 +236,13 @@ def test_budget_stops_starting_rows_and_exits_3(tmp_path: Path, llm: StubLLM) ->
     assert llm.calls == 9
     assert "budget reached" in result.output
 
+    # Three at a time: rows 1-3 start; the first two to finish ($0.018) each start one more row;
+    # the third reaches the budget, and the two rows still running finish rather than stop.
+    out.unlink()
+    result = _cli(workflow, "--inputs", data, "-o", out, "-c", "3", "--max-cost-usd", "0.02")
+    assert result.exit_code == 3, result.output
+    assert [line["status"] for line in _lines(out)] == ["success"] * 5
+
 
 def test_bad_rows_fail_located_and_never_stop_the_batch(tmp_path: Path, llm: StubLLM) -> None:
     llm.responder = default_responder
