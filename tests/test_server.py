@@ -394,3 +394,29 @@ def test_bad_command_lines_are_located_errors_exit_2(tmp_path: Path, stub: StubL
             assert result.returncode == 2, result.stderr
             assert message in result.stderr, result.stderr
             assert all("error: " in line for line in result.stderr.strip().splitlines())
+
+
+def test_connections_to_the_listener_send_without_delay() -> None:
+    """asyncio sets TCP_NODELAY only on connections of an IPPROTO_TCP listener; without it each
+    response waited ~40 ms for a delayed ACK."""
+    import asyncio
+
+    from configurable_agents._cli_serve import _listen
+
+    async def nodelay_of_accepted_connection() -> int:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_connection(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=_listen("127.0.0.1", 0))
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            result = await asyncio.wait_for(accepted, 10)
+            writer.close()
+        return result
+
+    assert asyncio.run(nodelay_of_accepted_connection()) != 0

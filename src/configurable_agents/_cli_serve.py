@@ -81,11 +81,28 @@ def serve(
         reason = getattr(exc, "strerror", None) or str(exc)
         _fail_input(f"--db {db or default_runs_db()}: cannot use it as the job table: {reason}")
     try:
-        listener = socket.create_server((host, port))
+        listener = _listen(host, port)
     except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        _fail_input(f"cannot listen on {host}:{port}: {reason}")
+        _fail_input(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     _run_server(prepared, jobs, listener, max_body_bytes, shutdown_timeout)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket. Made with protocol ``IPPROTO_TCP`` on purpose: asyncio sets
+    TCP_NODELAY only on connections of such sockets, and without it every response waits ~40 ms
+    (Nagle's algorithm against delayed ACKs)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+    )[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 def _run_server(

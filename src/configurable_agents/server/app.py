@@ -224,10 +224,12 @@ def create_app(
             return JSONResponse({"detail": f"run {run_id} is not run by this server"}, 409)
         return JSONResponse(jobs.get(run_id))
 
+    schemas = io_schemas(workflow)
+
     @app.get("/schema")
     async def schema() -> dict[str, Any]:
         """JSON Schemas of the inputs a run accepts and the outputs it returns."""
-        return io_schemas(workflow)
+        return schemas
 
     @app.get("/health")
     async def health() -> dict[str, str]:
