@@ -230,6 +230,9 @@ def test_filters_by_workflow_status_and_period(recorded: Recorded) -> None:
     loop_cost = recorded.billed(0)["iterative_refinement"]
     assert abs(failures["total_cost_usd"] - loop_cost) < MICRO  # the failed call billed nothing
     assert _costs(recorded, "--period", "today")["total_runs"] == 6
+    models_only = _costs(recorded, "--breakdown", "model")
+    assert models_only["by_workflow"] == [] and len(models_only["by_model"]) == 2
+    assert models_only["total_runs"] == 6
     yesterday = _costs(recorded, "--period", "yesterday")
     assert (yesterday["total_runs"], yesterday["total_cost_usd"]) == (0, 0.0)
 

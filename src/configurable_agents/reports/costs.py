@@ -57,9 +57,9 @@ class CostReport:
         successful: Runs that succeeded.
         failed: Runs that did not (failed, budget or time exceeded, cancelled).
         total_tokens: Tokens of every model call, priced or not.
-        by_workflow: Per workflow: ``workflow``, ``runs``, ``successful``, ``failed``,
-            ``tokens``, ``cost_usd``.
-        by_model: Per model: ``model``, ``provider``, ``cost_usd``.
+        by_workflow: Per workflow (when asked for): ``workflow``, ``runs``, ``successful``,
+            ``failed``, ``tokens``, ``cost_usd``.
+        by_model: Per model (when asked for): ``model``, ``provider``, ``cost_usd``.
         by_node: Per node (when asked for): ``workflow``, ``node``, ``cost_usd``.
         periods: Per period (when asked for): ``period``, ``runs``, ``cost_usd``,
             ``by_workflow`` and ``by_model`` (name to cost).
@@ -134,7 +134,9 @@ class _Totals:
             }
         return self.periods[label]
 
-    def report(self, source: str, query: ReportQuery, with_nodes: bool, dated: bool) -> CostReport:
+    def report(
+        self, source: str, query: ReportQuery, breakdown: tuple[str, ...], dated: bool
+    ) -> CostReport:
         workflows = [{"workflow": name, **self.workflows[name]} for name in sorted(self.workflows)]
         return CostReport(
             total_cost_usd=sum(w["cost_usd"] for w in workflows),
@@ -142,18 +144,20 @@ class _Totals:
             successful=sum(w["successful"] for w in workflows),
             failed=sum(w["failed"] for w in workflows),
             total_tokens=sum(w["tokens"] for w in workflows),
-            by_workflow=workflows,
+            by_workflow=workflows if "workflow" in breakdown else [],
             by_model=[
                 {"model": model, "provider": provider, "cost_usd": cost}
                 for (provider, model), cost in sorted(
                     self.models.items(), key=lambda item: (-item[1], item[0])
                 )
-            ],
+            ]
+            if "model" in breakdown
+            else [],
             by_node=[
                 {"workflow": workflow, "node": node, "cost_usd": cost}
                 for (workflow, node), cost in sorted(self.nodes.items())
             ]
-            if with_nodes
+            if "node" in breakdown
             else [],
             periods=[
                 {**p, "by_workflow": dict(p["by_workflow"]), "by_model": dict(p["by_model"])}
@@ -217,7 +221,7 @@ def cost_report(
         raise ReportError(f"no runs recorded in {query.tracking_uri}")
     if query.workflow is not None and not totals.workflows and not _workflow_exists(store, query):
         raise ReportError(f"no runs of workflow {query.workflow!r} in {query.tracking_uri}")
-    return totals.report(used, query, with_nodes, dated)
+    return totals.report(used, query, breakdown, dated)
 
 
 def _from_traces(store: Store, query: ReportQuery, aggregate_by: str | None) -> _Totals | None:
