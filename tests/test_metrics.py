@@ -74,13 +74,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
                 server.client.post("/runs", json={"inputs": {"topic": t}}).json()["run_id"]
                 for t in ("a", "b")
             ]
-            gate = Gate(answer())
-            stub.responder = gate
+            held, gate = server.hold_run(stub, "c", answer())
             try:
-                held = server.client.post(
-                    "/runs", json={"inputs": {"topic": "c"}, "wait_seconds": 0}
-                ).json()["run_id"]
-                assert gate.arrived.wait(30)
                 found.during = samples(server.client.get("/metrics").text)
             finally:
                 gate.release()

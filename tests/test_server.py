@@ -105,6 +105,15 @@ class Server:
         assert self.url and self.process.poll() is None, "".join(self.log)
         self.client = httpx.Client(base_url=self.url, timeout=60)
 
+    def hold_run(self, stub: StubLLM, topic: str, reply: Reply | None = None) -> tuple[str, Gate]:
+        """Start a run whose model call the stub holds: its id, and the gate that lets it go."""
+        gate = Gate(reply)
+        stub.responder = gate
+        response = self.client.post("/runs", json={"inputs": {"topic": topic}, "wait_seconds": 0})
+        assert response.status_code == 202, response.text
+        assert gate.arrived.wait(30)
+        return response.json()["run_id"], gate
+
     def wait_for_log(self, text: str, timeout: float = 60) -> bool:
         """Wait until the server has logged a line containing ``text``."""
         with self._logged:
@@ -194,14 +203,9 @@ def test_slow_run_answers_202_and_executes_exactly_once(
     assert stub.calls == 1  # the same execution went on: never a second one
 
 
-def test_delete_cancels_a_running_run(client: httpx.Client, stub: StubLLM) -> None:
-    gate = Gate()
-    stub.responder = gate
+def test_delete_cancels_a_running_run(api: Server, client: httpx.Client, stub: StubLLM) -> None:
+    run_id, gate = api.hold_run(stub, "x")
     try:
-        run_id = client.post("/runs", json={"inputs": {"topic": "x"}, "wait_seconds": 0}).json()[
-            "run_id"
-        ]
-        assert gate.arrived.wait(30)
         response = client.delete(f"/runs/{run_id}")
         assert response.status_code == 200, response.text
         cancelled = response.json()
@@ -314,13 +318,8 @@ def test_shutdown_lets_running_runs_finish(api: Server, stub: StubLLM) -> None:
     """Stops the module's server: SIGTERM, and the held run is let go only once the server is
     already shutting down; it still ends with its result."""
     stub.reset()
-    gate = Gate(answer("Finished late."))
-    stub.responder = gate
+    run_id, gate = api.hold_run(stub, "x", answer("Finished late."))
     try:
-        run_id = api.client.post(
-            "/runs", json={"inputs": {"topic": "x"}, "wait_seconds": 0}
-        ).json()["run_id"]
-        assert gate.arrived.wait(30)
         api.process.send_signal(signal.SIGTERM)
         assert api.wait_for_log("Waiting for application shutdown")
     finally:
@@ -336,14 +335,9 @@ def test_restart_reports_interrupted_and_shutdown_cancels(tmp_path: Path, stub: 
     stub.reset()
     workflow, db = write_workflow(tmp_path / "wf.yaml", stub), tmp_path / "runs.db"
     env = server_env(tmp_path)
-    gate = Gate()
-    stub.responder = gate
     first = Server(workflow, db, env)
     try:
-        in_flight = first.client.post(
-            "/runs", json={"inputs": {"topic": "x"}, "wait_seconds": 0}
-        ).json()["run_id"]
-        assert gate.arrived.wait(30)
+        in_flight, gate = first.hold_run(stub, "x")
     finally:
         first.stop(signal.SIGKILL)
         gate.release()
@@ -356,12 +350,7 @@ def test_restart_reports_interrupted_and_shutdown_cancels(tmp_path: Path, stub: 
         assert lost["error"] == "interrupted: the server stopped before the run finished"
         fresh = second.client.post("/runs", json={"inputs": {"topic": "z"}}).json()
         assert fresh["status"] == "success"
-        gate = Gate()
-        stub.responder = gate
-        stopped = second.client.post(
-            "/runs", json={"inputs": {"topic": "y"}, "wait_seconds": 0}
-        ).json()["run_id"]
-        assert gate.arrived.wait(30)
+        stopped, gate = second.hold_run(stub, "y")
     finally:
         assert second.stop() == 0  # SIGTERM: the held run is cancelled after 0.5 s
         gate.release()
