@@ -313,19 +313,13 @@ def _from_runs(
             entry["successful" if tags.get("run_status") == "success" else "failed"] += 1
             entry["tokens"] += int(metrics.get("total_tokens", 0))
             entry["cost_usd"] += metrics["total_cost_usd"]
-            unpriced = False
-            for key, value in params.items():
-                if not (key.startswith("node_") and key.endswith("_model")):
-                    continue
-                node = key[len("node_") : -len("_model")]
-                provider = params.get(f"node_{node}_provider", "")
-                cost = metrics.get(f"node_{node}_cost_usd")
-                if cost is None:
-                    unpriced = True
-                    totals.unpriced_models.add(f"{provider}/{value}")
-                    continue
-                totals.models[(provider, value)] += cost
-                nodes[(name, node)] += cost
+            calls = _node_costs(params, metrics)
+            unpriced = {model for _, model, _, cost in calls if cost is None}
+            totals.unpriced_models.update(unpriced)
+            for provider, model, node, cost in calls:
+                if cost is not None:
+                    totals.models[(provider, model.partition("/")[2])] += cost
+                    nodes[(name, node)] += cost
             if unpriced:
                 totals.unpriced_runs += 1
                 trace_id = tags.get("mlflow.trace_id", run.info.run_id)
@@ -335,15 +329,28 @@ def _from_runs(
                 period["runs"] += 1
                 period["cost_usd"] += metrics["total_cost_usd"]
                 period["by_workflow"][name] += metrics["total_cost_usd"]
-                for key, value in params.items():
-                    if key.startswith("node_") and key.endswith("_model"):
-                        node = key[len("node_") : -len("_model")]
-                        cost = metrics.get(f"node_{node}_cost_usd")
-                        if cost is not None:
-                            period["by_model"][value] += cost
+                for _, model, _, cost in calls:
+                    if cost is not None:
+                        period["by_model"][model.partition("/")[2]] += cost
         token = page.token
         if not token:
             return
+
+
+def _node_costs(
+    params: dict[str, str], metrics: dict[str, float]
+) -> list[tuple[str, str, str, float | None]]:
+    """``(provider, provider/model, node, cost or None when unpriced)`` of each node of a run,
+    from its ``node_<id>_provider``/``_model`` params and ``node_<id>_cost_usd`` metrics."""
+    found = []
+    for key, model in params.items():
+        if key.startswith("node_") and key.endswith("_model"):
+            node = key[len("node_") : -len("_model")]
+            provider = params.get(f"node_{node}_provider", "")
+            found.append(
+                (provider, f"{provider}/{model}", node, metrics.get(f"node_{node}_cost_usd"))
+            )
+    return found
 
 
 def _store_is_empty(store: Store) -> bool:
