@@ -79,18 +79,17 @@ def render_table(report: CostReport) -> str:
             f"  Unpriced Runs:     {unpriced['runs']} (calls to "
             f"{', '.join(unpriced['models']) or 'unpriced models'} are not in Total Cost)"
         )
-    if report.by_workflow:
-        lines.append("Cost by Workflow:")
-        lines += [f"  {w['workflow']:<28} {_money(w['cost_usd'])}" for w in report.by_workflow]
-    if report.by_model:
-        lines.append("Cost by Model:")
-        lines += [f"  {m['model']:<27} {_money(m['cost_usd'])}" for m in report.by_model]
-    if report.by_node:
-        lines.append("Cost by Node:")
-        lines += [
-            f"  {n['workflow'] + '/' + n['node']:<28} {_money(n['cost_usd'])}"
-            for n in report.by_node
-        ]
+    sections = (
+        ("Cost by Workflow:", 28, [(w["workflow"], w["cost_usd"]) for w in report.by_workflow]),
+        ("Cost by Model:", 27, [(m["model"], m["cost_usd"]) for m in report.by_model]),
+        ("Cost by Node:", 28, [(f"{n['workflow']}/{n['node']}", n["cost_usd"])
+                               for n in report.by_node]),
+    )  # fmt: skip
+    for title, width, rows in sections:  # the documented columns, wider for long names
+        if rows:
+            width = max(width, *(len(name) for name, _ in rows))
+            lines.append(title)
+            lines += [f"  {name:<{width}} {_money(cost)}" for name, cost in rows]
     if report.periods:
         lines.append("Cost by Period:")
         lines += [
