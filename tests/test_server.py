@@ -143,13 +143,13 @@ def stub() -> Iterator[StubLLM]:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, stub: StubLLM) -> Iterator[Server]:
-    """One server for the module, with a bearer token and a 4 KiB body limit."""
+    """One server for the module, with a bearer token, a 4 KiB body limit and one run at once."""
     tmp = tmp_path_factory.mktemp("serve")
     server = Server(
         write_workflow(tmp / "wf.yaml", stub),
         tmp / "runs.db",
         server_env(tmp, CONFIGURABLE_AGENTS_API_TOKEN=TOKEN),
-        "--max-body-bytes", "4096",
+        "--max-body-bytes", "4096", "--max-runs", "1",
     )  # fmt: skip
     server.client.headers["Authorization"] = f"Bearer {TOKEN}"
     yield server
@@ -217,6 +217,28 @@ def test_delete_cancels_a_running_run(api: Server, client: httpx.Client, stub: S
         gate.release()
     assert client.delete("/runs/no-such-run").status_code == 404
     assert stub.calls == 1
+
+
+def test_runs_over_the_cap_wait_queued(api: Server, client: httpx.Client, stub: StubLLM) -> None:
+    first, gate = api.hold_run(stub, "first")
+    try:
+        response = client.post("/runs", json={"inputs": {"topic": "second"}, "wait_seconds": 0})
+        assert response.status_code == 202
+        second = response.json()
+        assert second["status"] == "queued"
+        assert client.get(second["status_url"]).json()["status"] == "queued"
+        queued = client.get("/runs", params={"status": "queued"}).json()["runs"]
+        assert [run["run_id"] for run in queued] == [second["run_id"]]
+        assert stub.calls == 1  # the second run has not started
+        third = client.post("/runs", json={"inputs": {"topic": "third"}, "wait_seconds": 0})
+        cancelled = client.delete(third.json()["status_url"]).json()
+        assert cancelled["status"] == "cancelled" and cancelled["error"] == "run cancelled"
+    finally:
+        gate.release()
+    done = client.get(second["status_url"], params={"wait_seconds": 30}).json()
+    assert done["status"] == "success"
+    assert client.get(f"/runs/{first}").json()["status"] == "success"
+    assert stub.calls == 2  # the cancelled third run never called the model
 
 
 def test_bearer_token_is_required(api: Server) -> None:

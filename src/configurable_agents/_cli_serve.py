@@ -45,6 +45,13 @@ __all__ = ["run_metrics", "serve"]
     help="Larger request bodies get 413.",
 )
 @click.option(
+    "--max-runs",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Most runs in progress at once; more wait, queued, for a free slot.",
+)
+@click.option(
     "--shutdown-timeout",
     type=click.FloatRange(min=0),
     default=10.0,
@@ -59,6 +66,7 @@ def serve(
     llm: str | None,
     trace: bool,
     max_body_bytes: int,
+    max_runs: int,
     shutdown_timeout: float,
 ) -> None:
     """Serve a workflow FILE over HTTP: POST /runs, GET /runs/{id}, /schema, /metrics, /docs.
@@ -84,7 +92,7 @@ def serve(
         listener = _listen(host, port)
     except OSError as exc:
         _fail_input(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    _run_server(prepared, jobs, listener, max_body_bytes, shutdown_timeout)
+    _run_server(prepared, jobs, listener, max_body_bytes, max_runs, shutdown_timeout)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -110,6 +118,7 @@ def _run_server(
     jobs: JobStore,
     listener: socket.socket,
     max_body_bytes: int,
+    max_runs: int,
     shutdown_timeout: float,
 ) -> None:
     import uvicorn
@@ -124,6 +133,7 @@ def _run_server(
         token=token,
         max_body_bytes=max_body_bytes,
         shutdown_timeout=shutdown_timeout,
+        max_runs=max_runs,
     )
     host, port = listener.getsockname()[:2]
     notes = ["API docs at /docs", f"job table {jobs.path}"]

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ..engine import InputError, PreparedWorkflow
 from .executor import Executor, LocalExecutor
-from .jobs import RUNNING, JobStore
+from .jobs import UNFINISHED, JobStore
 from .metrics import Metrics
 from .schemas import MAX_WAIT_S, RunRequest, io_schemas
 
@@ -120,6 +120,7 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     shutdown_timeout: float = 10.0,
+    max_runs: int | None = None,
     executor: Executor | None = None,
 ) -> FastAPI:
     """The API of one prepared workflow.
@@ -131,11 +132,12 @@ def create_app(
         max_body_bytes: Larger request bodies get 413.
         shutdown_timeout: At shutdown, seconds running runs may take to finish before they
             are cancelled (then spooled traces get as long again to be written).
+        max_runs: Most runs in progress at once; more wait ``queued`` (default: no limit).
         executor: Runs the runs (default: in this process, :class:`LocalExecutor`).
     """
     workflow = prepared.workflow
     metrics = Metrics.for_workflow(prepared)
-    runner: Executor = executor or LocalExecutor(prepared, jobs, metrics)
+    runner: Executor = executor or LocalExecutor(prepared, jobs, metrics, max_runs)
     ready = asyncio.Event()
 
     @asynccontextmanager
@@ -175,9 +177,11 @@ def create_app(
             return JSONResponse({"detail": _field_errors(exc)}, 422)
         if await runner.wait(run_id, body.wait_seconds):
             return JSONResponse(jobs.get(run_id))
-        url = f"/runs/{run_id}"
+        url, view = f"/runs/{run_id}", jobs.get(run_id) or {}
         return JSONResponse(
-            {"run_id": run_id, "status": RUNNING, "status_url": url}, 202, {"Location": url}
+            {"run_id": run_id, "status": view.get("status"), "status_url": url},
+            202,
+            {"Location": url},
         )
 
     @app.get("/runs/{run_id}")
@@ -214,11 +218,11 @@ def create_app(
 
     @app.delete("/runs/{run_id}")
     async def cancel_run(run_id: str) -> JSONResponse:
-        """Cancel a running run; its partial state is kept."""
+        """Cancel a queued or running run; its partial state is kept."""
         view = jobs.get(run_id)
         if view is None or view["workflow"] != workflow.name:
             return JSONResponse({"detail": f"no run {run_id!r}"}, 404)
-        if view["status"] != RUNNING:
+        if view["status"] not in UNFINISHED:
             return JSONResponse({"detail": f"run {run_id} already ended: {view['status']}"}, 409)
         if not await runner.cancel(run_id):
             return JSONResponse({"detail": f"run {run_id} is not run by this server"}, 409)

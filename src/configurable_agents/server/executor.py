@@ -8,13 +8,14 @@ table) can replace :class:`LocalExecutor` without touching the API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..engine import PreparedWorkflow, RunStatus, check_inputs
-from .jobs import JobStore, summarize
+from .jobs import UNFINISHED, JobStore, summarize
 from .metrics import Metrics
 
 __all__ = ["SHUTDOWN_ERROR", "Executor", "LocalExecutor"]
@@ -43,7 +44,8 @@ class Executor(Protocol):
         ...
 
     async def cancel(self, run_id: str) -> bool:
-        """Cancel a running run and wait for its row to say so; ``False`` if it is not running."""
+        """Cancel an unfinished run and wait for its row to say so; ``False`` if this executor
+        does not run it."""
         ...
 
     async def shutdown(self, timeout: float) -> None:
@@ -52,12 +54,20 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs as asyncio tasks of the server's event loop, on one :class:`PreparedWorkflow`."""
+    """Runs as asyncio tasks of the server's event loop, on one :class:`PreparedWorkflow`;
+    beyond ``max_running`` runs at once, runs wait ``queued`` for a slot."""
 
-    def __init__(self, prepared: PreparedWorkflow, jobs: JobStore, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        prepared: PreparedWorkflow,
+        jobs: JobStore,
+        metrics: Metrics,
+        max_running: int | None = None,
+    ) -> None:
         self.prepared = prepared
         self.jobs = jobs
         self.metrics = metrics
+        self._slots = asyncio.Semaphore(max_running) if max_running else None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._shutting_down = False
 
@@ -73,9 +83,11 @@ class LocalExecutor:
 
     async def _execute(self, run_id: str, inputs: dict[str, Any], tags: dict[str, str]) -> None:
         try:
-            with self.metrics.running():
-                result = await self.prepared.arun(inputs, tags=tags, run_id=run_id)
-        except asyncio.CancelledError:  # cancelled before the run began
+            async with self._slots or contextlib.nullcontext():
+                self.jobs.start(run_id)
+                with self.metrics.running():
+                    result = await self.prepared.arun(inputs, tags=tags, run_id=run_id)
+        except asyncio.CancelledError:  # cancelled before the run began (queued)
             self.jobs.fail(run_id, RunStatus.CANCELLED, self._cancel_reason())
             return
         except Exception as exc:  # a bug: the row must still end
@@ -97,7 +109,7 @@ class LocalExecutor:
             await asyncio.wait({task}, timeout=timeout)  # never cancels the task
             return task.done()
         view = self.jobs.get(run_id)
-        return view is not None and view["status"] != "running"
+        return view is not None and view["status"] not in UNFINISHED
 
     async def cancel(self, run_id: str) -> bool:
         """See :meth:`Executor.cancel`."""

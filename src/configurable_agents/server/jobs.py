@@ -1,10 +1,10 @@
 """The job table: every run the server accepted, in SQLite, readable by any replica.
 
-One row per run: its inputs and tags when it is accepted (status ``running``), its summary
-(status, outputs, state, cost, tokens, trace id, error) when it ends. Each row names the server
-process that owns it (``host:pid:token``). A server that starts marks the ``running`` rows of owners
-that no longer run on its host as ``failed`` — a restart reports interrupted runs instead of
-forgetting them.
+One row per run: its inputs and tags when it is accepted (status ``queued``, then ``running``
+once it has a slot), its summary (status, outputs, state, cost, tokens, trace id, error) when it
+ends. Each row names the server process that owns it (``host:pid:token``). A server that starts
+marks the unfinished rows of owners that no longer run on its host as ``failed`` — a restart
+reports interrupted runs instead of forgetting them.
 """
 
 from __future__ import annotations
@@ -25,16 +25,30 @@ from typing import Any
 from ..engine.records import RunResult, RunStatus
 from ..observability.spool import process_alive
 
-__all__ = ["INTERRUPTED", "RUNNING", "RUNS_DB_ENV", "JobStore", "default_runs_db"]
+__all__ = [
+    "INTERRUPTED",
+    "QUEUED",
+    "RUNNING",
+    "RUNS_DB_ENV",
+    "UNFINISHED",
+    "JobStore",
+    "default_runs_db",
+]
 
 RUNS_DB_ENV = "CONFIGURABLE_AGENTS_RUNS_DB"
 """Environment variable naming the job table's file (``serve --db`` wins over it)."""
 
+QUEUED = "queued"
+"""Status of an accepted run waiting for a free slot (``serve --max-runs``)."""
+
 RUNNING = "running"
-"""Status of a run that has not ended."""
+"""Status of a run in progress."""
+
+UNFINISHED = (QUEUED, RUNNING)
+"""Statuses of runs that have not ended."""
 
 INTERRUPTED = "interrupted: the server stopped before the run finished"
-"""Error of a run found ``running`` by a server started after its owner died."""
+"""Error of a run found unfinished by a server started after its owner died."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -105,7 +119,7 @@ class JobStore:
     def create(
         self, run_id: str, workflow: str, inputs: Mapping[str, Any], tags: Mapping[str, str]
     ) -> None:
-        """Add a ``running`` run owned by this process."""
+        """Add a ``queued`` run owned by this process."""
         with self._connection() as connection:
             connection.execute(
                 "INSERT INTO runs (id, workflow, status, owner, created, inputs, tags) "
@@ -113,13 +127,18 @@ class JobStore:
                 (
                     run_id,
                     workflow,
-                    RUNNING,
+                    QUEUED,
                     self.owner,
                     time.time(),
                     json.dumps(dict(inputs), default=str, ensure_ascii=False),
                     json.dumps(dict(tags), ensure_ascii=False),
                 ),
             )
+
+    def start(self, run_id: str) -> None:
+        """Mark a queued run ``running``."""
+        with self._connection() as connection:
+            connection.execute("UPDATE runs SET status = ? WHERE id = ?", (RUNNING, run_id))
 
     def finish(self, run_id: str, summary: Mapping[str, Any]) -> None:
         """Store a finished run's summary (its ``status`` becomes the row's)."""
@@ -166,7 +185,7 @@ class JobStore:
         return [self._view(row) for row in rows]
 
     def recover(self) -> int:
-        """Mark ``running`` runs of dead owners on this host as failed; returns how many.
+        """Mark unfinished runs of dead owners on this host as failed; returns how many.
 
         An owner is dead when its process is gone, or when it has this process's pid (a restarted
         container's server is often pid 1 again). Owners on other hosts are left alone.
@@ -174,7 +193,7 @@ class JobStore:
         host, pid = socket.gethostname(), os.getpid()
         with self._connection() as connection:
             rows = connection.execute(
-                "SELECT id, owner FROM runs WHERE status = ?", (RUNNING,)
+                "SELECT id, owner FROM runs WHERE status IN (?, ?)", UNFINISHED
             ).fetchall()
         lost = []
         for run_id, owner in rows:
