@@ -85,7 +85,7 @@ def test_run_is_traced_and_recorded_span_by_span(
         if span.span_type == "CHAT_MODEL":
             usage = span.get_attribute("mlflow.chat.tokenUsage")
             assert (usage["input_tokens"], usage["output_tokens"]) == (1_000, 100)
-            assert usage["cached_input_tokens"] == 200
+            assert usage["cache_read_input_tokens"] == 200
             assert span.get_attribute("mlflow.llm.model") == "gpt-4o-mini"
             assert span.get_attribute("mlflow.llm.provider") == "openai"
             # 800 fresh at $0.15/M + 200 cached at $0.075/M + 100 out at $0.60/M
@@ -96,6 +96,7 @@ def test_run_is_traced_and_recorded_span_by_span(
         "iterative_refinement", "2.1.0", "success")  # fmt: skip
     usage = json.loads(trace.info.trace_metadata["mlflow.trace.tokenUsage"])
     assert usage["total_tokens"] == 5 * 1_100
+    assert usage["cache_read_input_tokens"] == 5 * 200  # MLflow's totals count cached tokens
 
     (run,) = client.search_runs([trace.info.experiment_id])
     assert run.info.run_name == "iterative_refinement-v2.1.0"

@@ -198,7 +198,9 @@ def _call_span(builder: _Builder, record: NodeRecord, call: ModelCallRecord, par
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "total_tokens": usage.total_tokens,
-            "cached_input_tokens": usage.cached_tokens,
+            # MLflow's names, so that its trace totals count them; input_tokens includes both
+            "cache_read_input_tokens": usage.cached_tokens,
+            "cache_creation_input_tokens": usage.cache_write_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
         },
         # Unpriced: an empty cost, so that the store does not price the call itself.
