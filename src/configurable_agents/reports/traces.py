@@ -107,7 +107,7 @@ class TraceMetrics:
         cost is empty, so it adds nothing)."""
         points = self._points(
             "SPANS", "total_cost", "SUM", ["span_model_name", "span_model_provider"],
-            ('span.type = "CHAT_MODEL"', f'trace.tag.mlflow.traceName = "{workflow}"'),
+            (f'trace.tag.mlflow.traceName = "{workflow}"',),  # only model calls have costs
             by_day=by_day,
         )  # fmt: skip
         return [
