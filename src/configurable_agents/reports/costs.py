@@ -235,7 +235,7 @@ def _from_traces(store: Store, query: ReportQuery, aggregate_by: str | None) -> 
         total = pool.submit(metrics.count)
         counts = pool.submit(metrics.run_counts)
         tokens = pool.submit(metrics.tokens)
-        unpriced = pool.submit(metrics.unpriced_counts)
+        unpriced = pool.submit(metrics.unpriced_count)
         listed = pool.submit(unpriced_traces, store, query, UNPRICED_LISTED)
         runs_by_day = pool.submit(metrics.runs_by_day) if dated else None
         try:
@@ -263,7 +263,7 @@ def _from_traces(store: Store, query: ReportQuery, aggregate_by: str | None) -> 
                     period["cost_usd"] += cost
                     period["by_model"][model] += cost
                     period["by_workflow"][name] += cost
-        totals.unpriced_runs += sum(count for _, count in unpriced.result())
+        totals.unpriced_runs += unpriced.result()
         for trace in listed.result():
             totals.unpriced_ids.append((trace.timestamp_ms, trace.trace_id))
             totals.unpriced_models.update(trace.unpriced_models)

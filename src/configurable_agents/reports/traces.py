@@ -94,12 +94,12 @@ class TraceMetrics:
         """``(workflow, tokens)``."""
         return self._by_name("total_tokens", "SUM")
 
-    def unpriced_counts(self) -> list[tuple[str, int]]:
-        """``(workflow, runs with an unpriced model)``."""
-        return [
-            (name, int(count))
-            for name, count in self._by_name("trace_count", "COUNT", 'trace.tag.unpriced = "true"')
-        ]
+    def unpriced_count(self) -> int:
+        """Runs with an unpriced model (tagged ``unpriced=true``)."""
+        points = self._points(
+            "TRACES", "trace_count", "COUNT", [], ('trace.tag.unpriced = "true"',)
+        )
+        return int(sum(p.values["COUNT"] for p in points))
 
     def costs(self, workflow: str, by_day: bool = False) -> list[tuple[float, str, str, float]]:
         """``(UTC day start in ms or 0, provider, model, cost)`` of the priced calls of
