@@ -80,6 +80,8 @@ class _Progress:
 @click.option("--llm", metavar="PROVIDER[:MODEL]", help="Use this model for every node.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Label every row's run.")
 @click.option("--trace", is_flag=True, help="Record in MLflow (whatever the file says).")
+@click.option("--queue", metavar="REDIS_URL",
+              help="Run rows on `worker` processes via this Redis (docs/SCALING.md).")  # fmt: skip
 def batch(
     file: Path,
     inputs: Path,
@@ -90,6 +92,7 @@ def batch(
     llm: str | None,
     tags: tuple[str, ...],
     trace: bool,
+    queue: str | None,
 ) -> None:
     """Run a workflow FILE once per row of --inputs; write one result line per row.
 
@@ -110,13 +113,14 @@ def batch(
         _fail_input(str(exc))
     if max_cost_usd is not None:
         _check_priced(prepared)
+    executor = _queue_executor(prepared, queue) if queue else None
     with _Progress() as progress:
 
         async def main() -> Any:
             return await run_batch(
                 prepared, rows, output, inputs=inputs, resume=resume, concurrency=concurrency,
                 max_cost_usd=max_cost_usd, tags=labels, on_progress=progress.update,
-                on_start=progress.start,
+                on_start=progress.start, executor=executor,
             )  # fmt: skip
 
         try:
@@ -126,6 +130,18 @@ def batch(
     _report(stats, output, prepared)
     code = BATCH_EXIT[stats.stopped] or (1 if stats.failed else 0)
     sys.exit(code)
+
+
+def _queue_executor(prepared: Any, url: str) -> Any:
+    """Makes the row executor that hands rows to the workers of the queue at ``url``."""
+    from .queue.app import QueueError, open_queue
+    from .queue.executors import QueueRowExecutor
+
+    try:
+        runs, celery = open_queue(url)
+    except QueueError as exc:
+        _fail_input(str(exc))
+    return lambda tags, batch_id: QueueRowExecutor(prepared, runs, celery, tags, batch_id)
 
 
 def _check_priced(prepared: Any) -> None:

@@ -8,7 +8,7 @@ import socket
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,7 @@ from .cli import _FILE, _fail_input, _runnable, app
 
 if TYPE_CHECKING:
     from .engine import PreparedWorkflow
+    from .server.executor import Executor
     from .server.jobs import JobStore
 
 __all__ = ["run_metrics", "serve"]
@@ -58,6 +59,12 @@ __all__ = ["run_metrics", "serve"]
     show_default=True,
     help="Seconds running runs get to finish at shutdown before they are cancelled.",
 )
+@click.option(
+    "--queue",
+    metavar="REDIS_URL",
+    help="Enqueue runs for `worker` processes through this Redis, which also keeps the runs "
+    "(instead of --db); see docs/SCALING.md.",
+)
 def serve(
     file: Path,
     host: str,
@@ -68,6 +75,7 @@ def serve(
     max_body_bytes: int,
     max_runs: int,
     shutdown_timeout: float,
+    queue: str | None,
 ) -> None:
     """Serve a workflow FILE over HTTP: POST /runs, GET /runs/{id}, /schema, /metrics, /docs.
 
@@ -83,16 +91,31 @@ def serve(
         prepared = prepare_workflow(workflow, llm=llm, trace=trace or None)
     except SetupError as exc:
         _fail_input(str(exc))
-    try:
-        jobs = JobStore(db)
-    except (OSError, sqlite3.Error) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        _fail_input(f"--db {db or default_runs_db()}: cannot use it as the job table: {reason}")
+    executor = None
+    if queue and db:
+        _fail_input("--db and --queue: with --queue, runs are kept in the queue's Redis")
+    if queue:
+        from .queue.app import QueueError, open_queue
+        from .queue.executors import QueueExecutor
+
+        try:
+            runs, celery = open_queue(queue)
+        except QueueError as exc:
+            _fail_input(str(exc))
+        jobs: Any = runs
+        executor = QueueExecutor(prepared, runs, celery)
+    else:
+        try:
+            jobs = JobStore(db)
+        except (OSError, sqlite3.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            where = db or default_runs_db()
+            _fail_input(f"--db {where}: cannot use it as the job table: {reason}")
     try:
         listener = _listen(host, port)
     except OSError as exc:
         _fail_input(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    _run_server(prepared, jobs, listener, max_body_bytes, max_runs, shutdown_timeout)
+    _run_server(prepared, jobs, listener, max_body_bytes, max_runs, shutdown_timeout, executor)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -120,6 +143,7 @@ def _run_server(
     max_body_bytes: int,
     max_runs: int,
     shutdown_timeout: float,
+    executor: Executor | None = None,
 ) -> None:
     import uvicorn
 
@@ -134,6 +158,7 @@ def _run_server(
         max_body_bytes=max_body_bytes,
         shutdown_timeout=shutdown_timeout,
         max_runs=max_runs,
+        executor=executor,
     )
     host, port = listener.getsockname()[:2]
     notes = ["API docs at /docs", f"job table {jobs.path}"]

@@ -324,6 +324,7 @@ from . import (  # noqa: E402  (each module registers its commands)
     _cli_observability,  # noqa: F401  (`observability ...`)
     _cli_report,  # noqa: F401  (`report ...`)
     _cli_serve,  # noqa: F401  (`serve`)
+    _cli_worker,  # noqa: F401  (`worker`)
 )
 
 

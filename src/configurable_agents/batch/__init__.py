@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .dataset import DatasetError, Row, read_rows
 from .output import ResultsFile, read_results
-from .runner import BatchRunner, BatchStats, LocalExecutor
+from .runner import BatchRunner, BatchStats, LocalExecutor, RowExecutor
 
 if TYPE_CHECKING:
     from ..engine import PreparedWorkflow
@@ -56,12 +56,14 @@ async def run_batch(
     tags: Mapping[str, str] | None = None,
     on_progress: Callable[[BatchStats], None] | None = None,
     on_start: Callable[[BatchStats], None] | None = None,
+    executor: Callable[[Mapping[str, str], str], RowExecutor] | None = None,
 ) -> BatchStats:
     """Run ``prepared`` once per pending row, writing ``output``; returns the totals.
 
     SIGINT (Ctrl-C) stops starting rows and cancels running ones; the output is completed either
     way and keeps one line per row id. ``stats.stopped`` says whether the budget or an interrupt
-    ended the batch early.
+    ended the batch early. ``executor(tags, batch_id)`` makes the row executor (default: rows
+    run in this process, :class:`~.runner.LocalExecutor`).
 
     Raises:
         DatasetError: ``output`` exists without ``resume``, or cannot be read or written.
@@ -76,7 +78,7 @@ async def run_batch(
     except OSError as exc:
         raise DatasetError(f"{output}: cannot write: {exc.strerror or exc}") from None
     runner = BatchRunner(
-        LocalExecutor(prepared, tags, batch_id),
+        executor(tags, batch_id) if executor else LocalExecutor(prepared, tags, batch_id),
         todo,
         results,
         concurrency=concurrency,
