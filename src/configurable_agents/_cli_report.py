@@ -9,10 +9,10 @@ from typing import Any
 import click
 
 from .cli import _fail_input, _write, app
+from .reports.chart import CHART_SUFFIXES
+from .reports.query import PERIODS
 
 __all__ = ["report"]
-
-_PERIODS = ("today", "yesterday", "last_7_days", "last_30_days", "this_month")  # reports.PERIODS
 
 
 def _filters(function: Any) -> Any:
@@ -21,7 +21,7 @@ def _filters(function: Any) -> Any:
                      help="MLflow store. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."),
         click.option("--experiment", default=None, help="Experiment name. Default: all."),
         click.option("--workflow", default=None, help="Only this workflow's runs."),
-        click.option("--period", type=click.Choice(_PERIODS), default=None,
+        click.option("--period", type=click.Choice(PERIODS), default=None,
                      help="A UTC period; --start-date/--end-date narrow it."),
         click.option("--start-date", default=None, metavar="YYYY-MM-DD",
                      help="First UTC day covered."),
@@ -118,7 +118,7 @@ def costs(breakdowns: tuple[str, ...], aggregate_by: str | None, output: Path | 
         for path, option in ((output, "--output"), (chart, "--chart")):
             if path is not None:
                 check_writable(path, option)
-        if chart is not None and chart.suffix.lower() not in (".png", ".html"):
+        if chart is not None and chart.suffix.lower() not in CHART_SUFFIXES:
             raise ReportError(f"--chart {chart}: must end in .png or .html")
         result = cost_report(
             query,
