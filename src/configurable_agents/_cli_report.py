@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from .cli import _fail_input, _write, app
-from .reports.chart import CHART_SUFFIXES
 from .reports.query import PERIODS
 
 __all__ = ["report"]
@@ -111,6 +110,7 @@ def costs(breakdowns: tuple[str, ...], aggregate_by: str | None, output: Path | 
           chart: Path | None, chart_by: str, **options: Any) -> None:  # fmt: skip
     """What runs cost: totals, breakdowns, periods; unpriced runs counted apart."""
     from .reports import ReportError, cost_report, render, write_chart
+    from .reports.chart import CHART_SUFFIXES
     from .reports.export import check_writable
 
     try:

@@ -10,11 +10,26 @@
 MLflow is imported when a report is made, not on import.
 """
 
-from .chart import write_chart
-from .costs import AGGREGATES, BREAKDOWNS, CostReport, cost_report
-from .export import from_csv, render, to_csv
-from .query import PERIODS, ReportError, ReportQuery, date_range, default_tracking_uri
-from .runs import NodeTiming, RunProfile, RunSummary, list_runs, profile_run
+from importlib import import_module
+from typing import Any
+
+_WHERE = {
+    "write_chart": "chart",
+    **dict.fromkeys(("AGGREGATES", "BREAKDOWNS", "CostReport", "cost_report"), "costs"),
+    **dict.fromkeys(("from_csv", "render", "to_csv"), "export"),
+    **dict.fromkeys(
+        ("PERIODS", "ReportError", "ReportQuery", "date_range", "default_tracking_uri"), "query"
+    ),
+    **dict.fromkeys(("NodeTiming", "RunProfile", "RunSummary", "list_runs", "profile_run"), "runs"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Names are imported from their module on first use: the CLI stays quick to start."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+
 
 __all__ = [
     "AGGREGATES",
