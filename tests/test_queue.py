@@ -228,6 +228,17 @@ def test_serve_replicas_share_queued_runs(fleet: dict[str, Any]) -> None:
     assert not any("Traceback" in "".join(p.log) for p in api)
 
 
+def _unfinished() -> list[Any]:
+    """Runs in Redis that did not end, and the broker's keys (to explain a hang)."""
+    import redis
+
+    client = redis.Redis.from_url(QUEUE, decode_responses=True)
+    ended = {k.rsplit(":", 1)[1] for k in client.keys("configurable-agents:summary:*")}
+    runs = [k.rsplit(":", 1)[1] for k in client.keys("configurable-agents:run:*")]
+    open_runs = [client.get(f"configurable-agents:run:{r}") for r in runs if r not in ended]
+    return [*open_runs, client.keys("configurable-agents:[!rs]*")]
+
+
 def test_batch_through_the_queue_survives_a_killed_worker(
     fleet: dict[str, Any], stub: StubLLM, mlflow_server: str
 ) -> None:
@@ -252,7 +263,12 @@ def test_batch_through_the_queue_survives_a_killed_worker(
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
-    _, stderr = batch.communicate(timeout=90)
+    try:
+        _, stderr = batch.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        batch.kill()
+        _, stderr = batch.communicate()
+        pytest.fail(f"batch hung: {stderr}\n{_unfinished()}\n{''.join(fleet['workers'][1].log)}")
     assert batch.returncode == 0, stderr
 
     lines = [json.loads(line) for line in out.read_text().splitlines()]

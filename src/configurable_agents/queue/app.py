@@ -54,8 +54,11 @@ def open_queue(
     Raises:
         QueueError: ``url`` is not a Redis URL, or nothing answers there.
     """
-    import redis
-
+    try:
+        import celery  # noqa: F401
+        import redis
+    except ImportError:
+        raise QueueError("--queue needs `pip install 'configurable-agents[queue]'`") from None
     if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise QueueError(f"--queue {redacted(url)}: expected a Redis URL, redis://HOST:PORT/DB")
     try:
@@ -95,6 +98,8 @@ def celery_app(url: str, *, visibility_timeout: float = DEFAULT_VISIBILITY_TIMEO
             # look for tasks of dead workers a few times per visibility timeout
             "unacked_restore_interval": max(0.5, min(10.0, visibility_timeout / 3)),
             "unacked_restore_throttle": 1,
+            # a worker killed during a sweep holds its lock this long (Kombu's default: 300 s)
+            "unacked_mutex_expire": max(1, int(min(300.0, visibility_timeout))),
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

@@ -68,12 +68,15 @@ class SummaryWaiter:
 
     async def _poll(self) -> None:
         while self._futures:
-            ids = list(self._futures)
-            for run_id, summary in zip(ids, self.runs.summaries(ids), strict=True):
-                if summary is not None:
-                    self._futures.pop(run_id).set_result(summary)
-            if time.monotonic() - self._checked >= LOST_CHECK_S:
-                self._resend_lost()
+            try:
+                ids = list(self._futures)
+                for run_id, summary in zip(ids, self.runs.summaries(ids), strict=True):
+                    if summary is not None:
+                        self._futures.pop(run_id).set_result(summary)
+                if time.monotonic() - self._checked >= LOST_CHECK_S:
+                    self._resend_lost()
+            except Exception as exc:  # Redis unreachable for a moment: keep waiting
+                _log.warning("reading runs from Redis: %s: %s", type(exc).__name__, exc)
             await asyncio.sleep(POLL_S)
 
     def _resend_lost(self) -> None:
