@@ -363,3 +363,27 @@ def test_bad_queue_urls_are_located_errors(tmp_path: Path, stub: StubLLM) -> Non
         assert message in result.output and "Traceback" not in result.output
         assert "secret" not in result.output
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_a_run_ends_once_and_a_redelivered_task_is_skipped(redis_db: str) -> None:
+    from configurable_agents.queue.runs import RedisRuns
+    from configurable_agents.queue.worker import Worker
+
+    runs = RedisRuns(redis_db)
+    runs.create("r1", "once", {"topic": "a"}, {"k": "v"})
+    assert runs.get("r1")["status"] == "queued"
+    runs.start("r1")
+    assert runs.get("r1")["status"] == "running"
+    assert runs.finish("r1", {"run_id": "r1", "status": "success", "outputs": {"x": 1}})
+    assert not runs.finish("r1", {"run_id": "r1", "status": "failed", "error": "second end"})
+    worker = Worker([], runs)
+    worker.execute("once@1#abc", "r1", {"topic": "a"}, {})  # redelivered after it ended
+    view = runs.get("r1")
+    assert (view["status"], view["outputs"], view["error"]) == ("success", {"x": 1}, None)
+    assert view["finished_at"] is not None and view["tags"] == {"k": "v"}
+    assert [v["run_id"] for v in runs.list("once", tags={"k": "v"})] == ["r1"]
+    assert runs.list("once", status="failed") == [] and runs.list("once", tags={"k": "w"}) == []
+    runs.create("r2", "once", {}, {})
+    worker.execute("once@1#abc", "r2", {}, {})
+    assert runs.get("r2")["status"] == "failed"
+    assert "has no workflow once@1#abc" in runs.get("r2")["error"]
