@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,16 @@ import pytest
 from .stub_llm import StubLLM
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip the calling test when a tool or service it needs is missing; in CI (``$CI`` set),
+    where `.ci/run` provides them all, fail instead, so that nothing is silently left untested."""
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must provide it)")
+    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)

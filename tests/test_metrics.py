@@ -21,6 +21,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from .conftest import require
 from .stub_llm import Reply, StubLLM
 from .test_server import Gate, Server, answer, server_env, write_workflow
 
@@ -159,8 +160,10 @@ def test_run_serves_metrics_on_the_configured_port(tmp_path: Path, stub_llm: Stu
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    if shutil.which("promtool") is None:
-        pytest.skip("promtool is not installed (Debian package `prometheus`; .ci/run installs it)")
+    require(
+        shutil.which("promtool") is not None,
+        "promtool is not installed (Debian package `prometheus`; .ci/run installs it)",
+    )
     return subprocess.run(["promtool", *args], cwd=RULES, capture_output=True, text=True)
 
 

@@ -28,6 +28,7 @@ from configurable_agents.cli import app
 from configurable_agents.observability.spool import Spool
 from configurable_agents.observability.writer import drain
 
+from .conftest import require
 from .stub_llm import Reply, StubLLM, default_responder
 
 REDIS_DB = 13  # this module's Redis database; flushed before and after
@@ -43,10 +44,12 @@ def _reachable(port: int) -> bool:
     return True
 
 
-pytestmark = pytest.mark.skipif(
-    not (_reachable(6379) and _reachable(5432)),
-    reason="needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (.ci/run starts them)",
-)
+@pytest.fixture(autouse=True)
+def _services() -> None:
+    require(
+        _reachable(6379) and _reachable(5432),
+        "needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (.ci/run starts them)",
+    )
 
 
 class _Process:
