@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .cli import _FILE, _fail_input, _parse_tags, _runnable, app
+from .cli import _FILE, _fail_input, _flush_recording, _parse_tags, _runnable, app
 
 __all__ = ["batch"]
 
@@ -168,17 +167,7 @@ def _report(stats: Any, output: Path, prepared: Any) -> None:
     elif stats.stopped == "interrupted":
         click.echo("interrupted: running rows cancelled (--resume runs them again)", err=True)
     if prepared.recorder is not None:
-        from .observability.recorder import FLUSH_TIMEOUT_ENV
-
-        where = prepared.recorder.destination
-        if prepared.recorder.flush(float(os.environ.get(FLUSH_TIMEOUT_ENV, "10"))):
-            click.echo(f"Traces and the batch run written to {where}", err=True)
-        else:
-            click.echo(
-                f"Traces are spooled for {where}; `configurable-agents observability flush` "
-                "writes them",
-                err=True,
-            )
+        _flush_recording(prepared.recorder, "Traces and the batch run")
     unpriced = " (some models unpriced)" if stats.unpriced else ""
     click.echo(f"Results: {output}", err=True)
     click.echo(f"Batch cost: ${stats.cost_usd:.6f}, {stats.tokens:,} tokens{unpriced}", err=True)

@@ -289,19 +289,23 @@ def run(
         if result.status.value != "success":
             click.echo("partial state: " + json.dumps(result.state, default=str), err=True)
     if result.trace_id:
-        from .observability.recorder import FLUSH_TIMEOUT_ENV
-
-        where = prepared.recorder.destination
-        if prepared.recorder.flush(float(os.environ.get(FLUSH_TIMEOUT_ENV, "10"))):
-            click.echo(f"Trace {result.trace_id} written to {where}", err=True)
-        else:
-            click.echo(
-                f"Trace {result.trace_id} is spooled for {where}; "
-                "`configurable-agents observability flush` writes it",
-                err=True,
-            )
+        _flush_recording(prepared.recorder, f"Trace {result.trace_id}")
     click.echo(closing_line(result), err=True)
     sys.exit(130 if interrupted else EXIT_CODES[result.status.value])
+
+
+def _flush_recording(recorder: Any, what: str) -> None:
+    """Give the recorder's writer its exit wait, then say whether ``what`` reached the store."""
+    from .observability.recorder import FLUSH_TIMEOUT_ENV
+
+    where = recorder.destination
+    if recorder.flush(float(os.environ.get(FLUSH_TIMEOUT_ENV, "10"))):
+        click.echo(f"{what} written to {where}", err=True)
+    else:
+        click.echo(
+            f"{what} spooled for {where}; `configurable-agents observability flush` writes it",
+            err=True,
+        )
 
 
 def _write(text: str, output: Path | None) -> None:
