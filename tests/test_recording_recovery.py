@@ -217,3 +217,21 @@ def test_prune_on_start_prunes_once_per_process_beside_the_runs(tmp_path: Path, 
     assert [t.info.trace_id for t in remaining] == [new_trace]
     [run] = client.search_runs([experiment])
     assert run.data.params["input_topic"] == "new"
+
+
+def test_artifacts_live_beside_the_sqlite_store_whatever_the_working_directory(
+    tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    database = tmp_path / "stores" / "m.db"
+    workflow = load_workflow(ROOT / "examples" / "article_writer.yaml")
+    config = MlflowConfig(tracking_uri=f"sqlite:///{database}", async_logging=False)
+    trace_id = Recorder(workflow, config).record(
+        run_workflow(workflow, {"topic": "bees"}, llm="mock", trace=False)
+    )
+    [run] = _runs(f"sqlite:///{database}", trace_id or "")
+    assert run.info.artifact_uri.startswith((tmp_path / "stores" / "mlruns").as_uri())
+    assert list((tmp_path / "stores" / "mlruns").rglob("cost_summary.json"))
+    assert list(elsewhere.iterdir()) == []

@@ -38,6 +38,14 @@ def _prepare_environment(destination: str) -> None:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
+def _artifact_location(destination: str) -> str | None:
+    """``mlruns/`` beside a SQLite store's file (MLflow's default is ``./mlruns`` of whatever the
+    working directory is when the experiment is created); None (MLflow's default) elsewhere."""
+    if not destination.startswith("sqlite:///"):
+        return None
+    return (Path(destination.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+
+
 @contextmanager
 def _schema_lock(destination: str) -> Iterator[None]:
     """Serialise store creation: several processes creating one SQLite store at once corrupt it
@@ -78,7 +86,9 @@ class MlflowWriter:
                 from mlflow.exceptions import MlflowException
 
                 try:
-                    self._experiments[name] = self.client.create_experiment(name)
+                    self._experiments[name] = self.client.create_experiment(
+                        name, artifact_location=_artifact_location(self.destination)
+                    )
                 except MlflowException:  # created meanwhile by another writer
                     self._experiments[name] = self.client.get_experiment_by_name(name).experiment_id
             else:
