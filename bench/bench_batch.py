@@ -91,7 +91,8 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.1, help="Seconds per stub reply.")
     parser.add_argument("--mlflow-sync-traces", type=int, default=50)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    # a writer process may still be finishing its last batch in there when the run ends
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         base = {**os.environ, "MLFLOW_TRACKING_URI": "", "CONFIGURABLE_AGENTS_TRACING": ""}
         sync_uri = f"sqlite:///{tmp}/mlflow-sync.db"
         sync = _run(MLFLOW_MODE, [str(args.mlflow_sync_traces), sync_uri],

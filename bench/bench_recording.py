@@ -127,7 +127,8 @@ def main() -> int:
     parser.add_argument("--mlflow-sync-traces", type=int, default=100)
     args = parser.parse_args()
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    # a writer process may still be finishing its last batch in there when the run ends
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         base = {**os.environ, "MLFLOW_TRACKING_URI": ""}
         for name, async_flag, count in (
             ("mlflow sync export", "false", args.mlflow_sync_traces),
