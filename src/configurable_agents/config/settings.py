@@ -175,7 +175,7 @@ class OpenTelemetryConfig(ConfigModel):
 
 
 class PrometheusConfig(ConfigModel):
-    """Prometheus metrics for `run` and `batch` (the server always serves `/metrics`)."""
+    """Prometheus metrics for `run` (the server always serves `/metrics`; `batch` has none yet)."""
 
     enabled: bool = False
     """Serve metrics over HTTP while workflows run."""
