@@ -2,6 +2,10 @@
 
 Transient: HTTP 408, 409, 429 and 5xx, timeouts, dropped connections and unreadable replies. A
 ``Retry-After`` header is honoured. Anything else (a 400, a 401, a missing model) fails at once.
+
+An attempt that runs past the call's timeout (`llm.timeout`) fails with :class:`ModelCallTimeout`,
+an ordinary transient error: it is never a :class:`TimeoutError`, which would read as the run's own
+limit (`execution.timeout`) further up.
 """
 
 from __future__ import annotations
@@ -11,16 +15,37 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["BACKOFF_BASE_S", "BACKOFF_CAP_S", "call_with_retries", "describe_error", "retry_delay"]
+__all__ = [
+    "BACKOFF_BASE_S",
+    "BACKOFF_CAP_S",
+    "ModelCallTimeout",
+    "OnFailure",
+    "call_with_retries",
+    "describe_error",
+    "retry_delay",
+]
 
 BACKOFF_BASE_S = 0.5
 """First backoff step; doubled at each retry."""
 
 BACKOFF_CAP_S = 30.0
 """Longest wait between two attempts, ``Retry-After`` included."""
+
+OnFailure = Callable[[int, float, BaseException], None]
+"""Told of each failed attempt: its wall-clock start (ns since the epoch), duration and error."""
+
+
+class ModelCallTimeout(Exception):
+    """One attempt of a model call ran past the call's timeout; ``setting`` names the setting
+    that set it (`llm.timeout`, or a node's `timeout`)."""
+
+    def __init__(self, timeout: float, setting: str = "llm.timeout") -> None:
+        super().__init__(f"timed out after {timeout:g} s ({setting})")
+        self.timeout = timeout
+
 
 _TRANSIENT_NAMES = ("Timeout", "Connection", "ResponseValidation", "JSONDecode", "RemoteProtocol")
 
@@ -49,7 +74,8 @@ def retry_delay(exc: BaseException, attempt: int) -> float | None:
     error is not transient."""
     status = _status(exc)
     names = " ".join(cls.__name__ for cls in type(exc).__mro__)
-    transient = isinstance(exc, TimeoutError | ConnectionError | json.JSONDecodeError) or (
+    transient_types = ModelCallTimeout | TimeoutError | ConnectionError | json.JSONDecodeError
+    transient = isinstance(exc, transient_types) or (
         status in (408, 409, 429) or (status is not None and status >= 500)
     )
     if not transient and status is None:
@@ -80,23 +106,34 @@ async def call_with_retries(
     timeout: float,
     retries: int,
     config: dict[str, Any] | None = None,
+    on_failure: OnFailure | None = None,
+    timeout_setting: str = "llm.timeout",
 ) -> Any:
     """``runnable.ainvoke(messages, config)`` with a per-attempt timeout and up to ``retries``
-    retries.
+    retries; ``on_failure`` is told of every attempt that failed, and ``timeout_setting`` names
+    the setting of the timeout in the error.
 
     Raises:
+        ModelCallTimeout: the last attempt ran past ``timeout``.
         Exception: the last error, once retries are spent or the error is not transient.
     """
     attempt = 0
     while True:
+        started_ns, started = time.time_ns(), time.perf_counter()
+        scope = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with scope:
                 return await runnable.ainvoke(list(messages), config)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            delay = retry_delay(exc, attempt)
+            error = ModelCallTimeout(timeout, timeout_setting) if scope.expired() else exc
+            if on_failure is not None:
+                on_failure(started_ns, time.perf_counter() - started, error)
+            delay = retry_delay(error, attempt)
             if delay is None or attempt >= retries:
-                raise
+                if error is exc:
+                    raise
+                raise error from None
             attempt += 1
             await asyncio.sleep(delay)

@@ -22,7 +22,7 @@ from ..llm.settings import LLMSettings
 from ..llm.usage import TokenUsage, estimate_tokens
 from .calls import call_with_retries, describe_error
 from .context import NodeFailed, RunContext
-from .records import ModelCallRecord, NodeRecord, ToolCallRecord
+from .records import FailedAttempt, ModelCallRecord, NodeRecord, ToolCallRecord
 
 __all__ = ["NodePlan", "execute_node"]
 
@@ -158,6 +158,12 @@ async def _call(
                 timeout=plan.settings.timeout,
                 retries=plan.max_retries,
                 config=ctx.callbacks(call.runs),
+                on_failure=lambda started_ns, duration_s, exc: call.failed_attempts.append(
+                    FailedAttempt(started_ns, duration_s, describe_error(exc))
+                ),
+                timeout_setting=(
+                    f"timeout of node {plan.node.id!r}" if plan.node.timeout else "llm.timeout"
+                ),
             )
         usage = TokenUsage.from_metadata(getattr(reply, "usage_metadata", None))
         call.reply = reply.tool_calls or reply.content

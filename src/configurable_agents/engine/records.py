@@ -12,6 +12,7 @@ from ..llm.usage import TokenUsage
 from ..observability.pricing import Price
 
 __all__ = [
+    "FailedAttempt",
     "LangChainRun",
     "ModelCallRecord",
     "NodeRecord",
@@ -73,6 +74,21 @@ class ToolCallRecord:
 
 
 @dataclass
+class FailedAttempt:
+    """One attempt of a model call that failed (and was retried, unless it was the last).
+
+    Attributes:
+        started_ns: Wall-clock start, nanoseconds since the epoch.
+        duration_s: How long it ran before it failed.
+        error: Why it failed, in one line.
+    """
+
+    started_ns: int
+    duration_s: float
+    error: str
+
+
+@dataclass
 class ModelCallRecord:
     """One model call (retries of a transient error included) of a node execution.
 
@@ -86,6 +102,7 @@ class ModelCallRecord:
             off the run's path unless a cost budget needs it there).
         runs: What LangChain reported during the call (one chat-model run per attempt), when
             autolog is on.
+        failed_attempts: Each attempt that failed, the last one included if the call failed.
     """
 
     started_ns: int
@@ -95,6 +112,7 @@ class ModelCallRecord:
     error: str | None = None
     pricer: Callable[[TokenUsage], Price] | None = field(default=None, repr=False, compare=False)
     runs: list[LangChainRun] = field(default_factory=list, repr=False, compare=False)
+    failed_attempts: list[FailedAttempt] = field(default_factory=list)
     _price: Price | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

@@ -111,6 +111,13 @@ def _outputs(workflow: Workflow, state: dict[str, Any]) -> dict[str, Any]:
     return {name: state[name] for name in workflow.fields if name in written and name in state}
 
 
+def _failure(ctx: RunContext, exc: BaseException) -> str:
+    """One line for a run that failed on ``exc``, naming the node that failed if one did."""
+    failed = next((r for r in reversed(ctx.records) if r.error), None)
+    where = f"node {failed.node_id!r}: " if failed else ""
+    return f"{where}{describe_error(exc)}"
+
+
 @dataclass
 class PreparedWorkflow:
     """A workflow checked against its providers and tools and compiled once, ready for many runs.
@@ -170,13 +177,19 @@ class PreparedWorkflow:
         started = time.perf_counter()
         started_ns = time.time_ns()
         status, error = RunStatus.SUCCESS, None
+        deadline = asyncio.timeout(execution.timeout)
         try:
-            final = await asyncio.wait_for(self.graph.ainvoke(state, run_config), execution.timeout)
+            async with deadline:
+                final = await self.graph.ainvoke(state, run_config)
             ctx.state = {k: v for k, v in final.items() if k in workflow.fields}
         except BudgetExceeded as exc:
             status, error = RunStatus.BUDGET_EXCEEDED, str(exc)
-        except TimeoutError:
-            status, error = RunStatus.TIMEOUT, f"run timed out after {execution.timeout:g} s"
+        except TimeoutError as exc:
+            if deadline.expired() and execution.timeout is not None:
+                status = RunStatus.TIMEOUT
+                error = f"run timed out after {execution.timeout:g} s (execution.timeout)"
+            else:  # a timeout of some call inside the run, not the run's own limit
+                status, error = RunStatus.FAILED, _failure(ctx, exc)
         except asyncio.CancelledError:
             status, error = RunStatus.CANCELLED, "run cancelled"
         except GraphRecursionError:
@@ -185,9 +198,7 @@ class PreparedWorkflow:
         except NodeFailed as exc:
             status, error = RunStatus.FAILED, str(exc)
         except Exception as exc:
-            failed = next((r for r in reversed(ctx.records) if r.error), None)
-            where = f"node {failed.node_id!r}: " if failed else ""
-            status, error = RunStatus.FAILED, f"{where}{describe_error(exc)}"
+            status, error = RunStatus.FAILED, _failure(ctx, exc)
         state_out = {k: v for k, v in ctx.state.items() if k in workflow.fields}
         result = RunResult(
             run_id=run_id or uuid.uuid4().hex,

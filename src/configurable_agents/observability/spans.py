@@ -6,7 +6,8 @@ encoded), so that they can wait in the spool as JSON and become MLflow spans wit
 
 One trace per run: a root span ``workflow_<name>``, an ``AGENT`` span per node execution, a
 ``CHAT_MODEL`` span per model call (token usage, cost, model and provider in MLflow's own
-attributes) and a ``TOOL`` span per tool call.
+attributes) and a ``TOOL`` span per tool call. Each failed attempt of a model call (a timeout, a
+transient error that was retried) is an ``ERROR`` child of the call's span, with its duration.
 
 With autolog, the LangChain runs captured during a call (:mod:`.autolog`) join the trace: the
 call's own run (the chat model's last attempt, or the tool's run) is merged into the call's span,
@@ -41,6 +42,7 @@ _OK = "STATUS_CODE_OK"
 _ERROR = "STATUS_CODE_ERROR"
 _PAYLOAD = ("mlflow.spanInputs", "mlflow.spanOutputs")
 _USAGE = "mlflow.chat.tokenUsage"
+_CHAT_KINDS = ("CHAT_MODEL", "LLM")
 
 
 def _b64(hex_id: str) -> str:
@@ -209,7 +211,7 @@ def _call_span(builder: _Builder, record: NodeRecord, call: ModelCallRecord, par
         "gen_ai.usage.input_tokens": usage.input_tokens,
         "gen_ai.usage.output_tokens": usage.output_tokens,
     }
-    own = _own_run(call.runs, ("CHAT_MODEL", "LLM"))
+    own = _own_run(call.runs, _CHAT_KINDS)
     if own is not None:  # LangChain's messages and parameters; our usage, cost and model
         langchain = _run_attributes(builder, own)
         ours = {k: v for k, v in attributes.items() if k not in _PAYLOAD}
@@ -224,7 +226,19 @@ def _call_span(builder: _Builder, record: NodeRecord, call: ModelCallRecord, par
         attributes,
         call.error,
     )
-    _inner_spans(builder, call.runs, own, span)
+    if call.runs:  # autolog: LangChain's run of each attempt, failed ones included
+        _inner_spans(builder, call.runs, own, span, _attempt_endings(call))
+        return
+    for number, attempt in enumerate(call.failed_attempts, 1):
+        builder.add(
+            f"attempt {number}",
+            "CHAT_MODEL",
+            attempt.started_ns,
+            attempt.duration_s,
+            span,
+            {"mlflow.llm.model": record.model, "mlflow.llm.provider": record.provider},
+            attempt.error,
+        )
 
 
 def _tool_span(builder: _Builder, tool: ToolCallRecord, parent: str) -> None:
@@ -245,6 +259,18 @@ def _own_run(runs: list[LangChainRun], kinds: tuple[str, ...]) -> LangChainRun |
     return tops[-1] if tops else None
 
 
+def _attempt_endings(call: ModelCallRecord) -> dict[str, tuple[int, str]]:
+    """The end and error of each attempt's LangChain run that never ended: an attempt cancelled
+    at `llm.timeout` is never told to LangChain's callbacks. Attempts and top-level chat runs
+    pair in order."""
+    tops = [r for r in call.runs if r.parent_run_id is None and r.span_type in _CHAT_KINDS]
+    return {
+        run.run_id: (attempt.started_ns + _ns(attempt.duration_s), attempt.error)
+        for run, attempt in zip(tops, call.failed_attempts, strict=False)
+        if not run.ended_ns
+    }
+
+
 def _run_attributes(builder: _Builder, run: LangChainRun) -> dict[str, Any]:
     if run.span_type == "TOOL":  # like our tool spans, a tool's arguments and result are logged
         return run.attributes
@@ -252,19 +278,25 @@ def _run_attributes(builder: _Builder, run: LangChainRun) -> dict[str, Any]:
 
 
 def _inner_spans(
-    builder: _Builder, runs: list[LangChainRun], own: LangChainRun | None, parent: str
+    builder: _Builder,
+    runs: list[LangChainRun],
+    own: LangChainRun | None,
+    parent: str,
+    endings: dict[str, tuple[int, str]] | None = None,
 ) -> None:
-    """Every captured run but the merged one, under its own parent run, else under ``parent``."""
+    """Every captured run but the merged one, under its own parent run, else under ``parent``;
+    ``endings`` end the runs that LangChain never ended."""
     spans = {own.run_id: parent} if own is not None else {}
     for run in runs:
         if run is own:
             continue
-        error = run.error or (None if run.ended_ns else "the run did not end")
+        ended_ns, error = (endings or {}).get(run.run_id, (run.ended_ns, run.error))
+        error = error or (None if ended_ns else "the run did not end")
         spans[run.run_id] = builder.add(
             run.name,
             run.span_type,
             run.started_ns,
-            max(run.ended_ns - run.started_ns, 0) / 1e9,
+            max(ended_ns - run.started_ns, 0) / 1e9,
             spans.get(run.parent_run_id or "", parent),
             _run_attributes(builder, run),
             error,
