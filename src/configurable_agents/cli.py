@@ -1,7 +1,12 @@
 """The ``configurable-agents`` command line. Thin: it parses arguments and calls the package.
 
-Exit codes: 0 success, 1 invalid workflow or failed run, 2 bad input or usage, 3 budget exceeded,
-4 timeout, 130 interrupted.
+Exit codes (each command's help lists its own):
+
+- ``validate``: 0 valid, 1 invalid, 2 usage error.
+- ``run``: 0 success, 1 failed, 2 bad input (an invalid workflow included), 3 budget exceeded,
+  4 timeout, 130 interrupted.
+- ``batch``: 0 every row succeeded, 1 some failed, 2 bad input, 3 budget reached, 130 interrupted.
+- Any command: 70 internal error (a bug; the message asks for a report).
 """
 
 from __future__ import annotations
