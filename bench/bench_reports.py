@@ -48,8 +48,8 @@ def _results(count: int, seed: int, now_ms: int) -> Any:
 
     from configurable_agents import load_workflow
     from configurable_agents.engine.records import ModelCallRecord, NodeRecord, RunResult, RunStatus
-    from configurable_agents.llm.usage import TokenUsage
-    from configurable_agents.observability.pricing import Price, price_call
+    from configurable_agents.pricing import Price, price_call
+    from configurable_agents.pricing.usage import TokenUsage
 
     rng = random.Random(seed)
     workflows = {name: load_workflow(ROOT / "examples" / f"{name}.yaml") for name in WORKFLOWS}

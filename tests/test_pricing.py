@@ -10,13 +10,13 @@ import pytest
 import yaml
 
 from configurable_agents import RunStatus, SetupError, run_workflow
-from configurable_agents.llm.usage import TokenUsage
-from configurable_agents.observability.pricing import (
+from configurable_agents.pricing import (
     PriceBook,
     PricingError,
     load_price_book,
     price_call,
 )
+from configurable_agents.pricing.usage import TokenUsage
 
 from .stub_llm import Reply, StubLLM
 

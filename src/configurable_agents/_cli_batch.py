@@ -144,7 +144,7 @@ def _queue_executor(prepared: Any, url: str) -> Any:
 
 
 def _check_priced(prepared: Any) -> None:
-    from .llm.usage import TokenUsage
+    from .pricing import TokenUsage
 
     for plan in prepared.plans.values():
         settings = plan.settings

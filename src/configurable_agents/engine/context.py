@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.loader import Workflow
 from ..llm.outputs import FINAL_ANSWER
 from ..llm.settings import LLMSettings
-from ..llm.usage import TokenUsage
-from ..observability.pricing import PriceBook
+from ..pricing import PriceBook, TokenUsage
 from .records import LangChainRun, NodeRecord
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from ..config.schema import Node
 from ..config.templates import render_template
 from ..llm.outputs import FINAL_ANSWER
 from ..llm.settings import LLMSettings
-from ..llm.usage import TokenUsage, estimate_tokens
+from ..pricing import TokenUsage, estimate_tokens
 from .calls import call_with_retries, describe_error
 from .context import NodeFailed, RunContext
 from .records import FailedAttempt, ModelCallRecord, NodeRecord, ToolCallRecord

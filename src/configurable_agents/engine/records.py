@@ -8,8 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from ..llm.usage import TokenUsage
-from ..observability.pricing import Price
+from ..pricing import Price, TokenUsage
 
 __all__ = [
     "FailedAttempt",

@@ -20,7 +20,7 @@ from typing import Any
 from ..config.loader import Workflow, load_workflow
 from ..llm.outputs import FINAL_ANSWER, output_model
 from ..llm.settings import parse_llm_override, resolve_llm
-from ..observability.pricing import PriceBook, PricingError, load_price_book
+from ..pricing import PriceBook, PricingError, load_price_book
 from .calls import describe_error
 from .context import BudgetExceeded, NodeFailed, RunContext
 from .inputs import check_inputs
@@ -53,7 +53,7 @@ def _plans(
     workflow: Workflow, llm: str | None, env: Mapping[str, str], prices: PriceBook
 ) -> dict[str, NodePlan]:
     from ..llm.providers import ProviderError, check_provider
-    from ..llm.usage import TokenUsage
+    from ..pricing import TokenUsage
 
     override = parse_llm_override(llm) if llm else None
     config = workflow.config.config

@@ -17,8 +17,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from ..pricing import estimate_tokens
 from .outputs import FINAL_ANSWER
-from .usage import estimate_tokens
 
 __all__ = ["MockChatModel", "sample_from_schema"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 
 from ..config._model import ConfigModel
-from ..llm.usage import TokenUsage
+from .usage import TokenUsage
 
 __all__ = [
     "PRICING_ENV",

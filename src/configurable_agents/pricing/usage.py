@@ -1,4 +1,4 @@
-"""Token usage of model calls, read from LangChain's ``usage_metadata``."""
+"""Token usage of model calls (what prices apply to), read from LangChain's ``usage_metadata``."""
 
 from __future__ import annotations
 
