@@ -216,17 +216,21 @@ def test_build_refuses_bad_config_unknown_tools_and_duplicates() -> None:
 # -- http_get ---------------------------------------------------------------------------------
 
 
+LOCAL = {"allowed_hosts": ["127.0.0.1", "localhost"]}
+"""The test server is on loopback, refused unless named (see tests/test_tools_fetch_guard.py)."""
+
+
 def test_http_get_reads_a_page(server: _Server) -> None:
-    assert tool("http_get").invoke({"url": base(server) + "/ok"}) == "héllo"
+    assert tool("http_get", LOCAL).invoke({"url": base(server) + "/ok"}) == "héllo"
 
 
 def test_http_get_reports_http_errors(server: _Server) -> None:
     with pytest.raises(ToolError, match="returned HTTP 404"):
-        tool("http_get").invoke({"url": base(server) + "/nothing"})
+        tool("http_get", LOCAL).invoke({"url": base(server) + "/nothing"})
 
 
 def test_http_get_truncates_at_max_bytes(server: _Server) -> None:
-    text = tool("http_get", {"max_bytes": 100}).invoke({"url": base(server) + "/big"})
+    text = tool("http_get", {**LOCAL, "max_bytes": 100}).invoke({"url": base(server) + "/big"})
     first, note = text.split("\n", 1)
     assert first == "x" * 100
     assert "truncated" in note and "100 bytes" in note
@@ -245,7 +249,7 @@ def test_http_get_allowed_hosts(server: _Server) -> None:
         fetch.invoke({"url": f"http://localhost:{server.server_port}/ok"})
     with pytest.raises(ToolError, match="'localhost' is not in allowed_hosts"):
         fetch.invoke({"url": base(server) + "/redirect"})  # the redirect is checked too
-    assert tool("http_get").invoke({"url": base(server) + "/redirect"}) == "héllo"
+    assert tool("http_get", LOCAL).invoke({"url": base(server) + "/redirect"}) == "héllo"
 
 
 # -- web_search -------------------------------------------------------------------------------

@@ -55,7 +55,9 @@ class HttpGetConfig(ConfigModel):
     """Most bytes of the body read; a longer body is cut off, with a note saying so."""
 
     allowed_hosts: list[str] | None = None
-    """Host names the tool may fetch from (exact match, redirects included). Default: any."""
+    """Hosts the tool may fetch from, redirects included (exact match, case and a trailing dot
+    aside). A host listed here may also be on loopback or a private network, which is otherwise
+    refused. Default: any host whose addresses are all public."""
 
 
 class ReadFileConfig(ConfigModel):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from .errors import ToolError
 from .specs import HttpGetConfig, WebSearchConfig
@@ -99,22 +98,15 @@ def _compact(provider: str, data: Any) -> list[dict[str, str]]:
 
 
 def make_http_get(config: HttpGetConfig) -> BaseTool:
-    """Build the `http_get` tool."""
+    """Build the `http_get` tool; what it may fetch is decided by :mod:`.netguard`."""
     import httpx
     from langchain_core.tools import StructuredTool
 
-    allowed = {host.lower() for host in config.allowed_hosts or []}
+    from .netguard import check_url, guarded_client, normal_host
 
-    def check(url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise ToolError(f"http_get: only http and https URLs are allowed, not {url!r}")
-        host = (parts.hostname or "").lower()
-        if config.allowed_hosts is not None and host not in allowed:
-            raise ToolError(f"http_get: host {host!r} is not in allowed_hosts")
-
-    def on_request(request: httpx.Request) -> None:
-        check(str(request.url))  # every request, redirects included
+    allowed = (
+        None if config.allowed_hosts is None else frozenset(map(normal_host, config.allowed_hosts))
+    )
 
     def http_get(url: str) -> str:
         """Fetch a URL with HTTP GET and return the body as text.
@@ -122,14 +114,10 @@ def make_http_get(config: HttpGetConfig) -> BaseTool:
         Args:
             url: An http:// or https:// URL.
         """
-        check(url)
+        check_url("http_get", url, allowed)
         try:
             with (
-                httpx.Client(
-                    timeout=config.timeout,
-                    follow_redirects=True,
-                    event_hooks={"request": [on_request]},
-                ) as client,
+                guarded_client("http_get", config.allowed_hosts, config.timeout) as client,
                 client.stream("GET", url) as response,
             ):
                 if not response.is_success:
@@ -144,7 +132,8 @@ def make_http_get(config: HttpGetConfig) -> BaseTool:
     return StructuredTool.from_function(
         http_get,
         description="Fetch a web page or API URL (http or https) and return the response body "
-        f"as text, cut off after {config.max_bytes} bytes.{hosts}",
+        f"as text, cut off after {config.max_bytes} bytes. Addresses on the local machine or a "
+        f"private network are refused unless listed.{hosts}",
         parse_docstring=True,
     )
 
