@@ -10,13 +10,15 @@ __all__ = ["ConfigModel", "by_shape"]
 
 
 class ConfigModel(BaseModel):
-    """Base of every config model: unknown keys are errors, types are not coerced.
+    """Base of every config model: unknown keys are errors, types are not coerced, and `.inf` and
+    `.nan` are not numbers a setting can take.
 
     Attribute docstrings become field descriptions, which feed the JSON Schema and
     ``docs/CONFIG_REFERENCE.md``.
     """
 
     model_config = ConfigDict(
+        allow_inf_nan=False,
         extra="forbid",
         strict=True,
         use_attribute_docstrings=True,

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .builder import plain_data_problem
 from .checks import Known, check_workflow
 from .diagnostics import Diagnostic, WorkflowValidationError, format_path
 from .graph_checks import check_graph
@@ -73,9 +74,26 @@ def load_workflow(source: str | os.PathLike[str] | Mapping[str, Any]) -> Workflo
 def validate_workflow(
     source: str | os.PathLike[str] | Mapping[str, Any],
 ) -> tuple[Workflow | None, list[Diagnostic]]:
-    """Validate a workflow without raising: the workflow (``None`` if invalid) and every problem."""
+    """Validate a workflow without raising: the workflow (``None`` if invalid) and every problem.
+
+    Never raises, whatever the input: a bug of ours shows as one error with code ``internal``.
+    """
+    try:
+        return _validate(source)
+    except Exception as exc:  # the promise above: report, never raise (RecursionError included)
+        name = "<workflow>" if isinstance(source, Mapping) else str(source)
+        message = f"internal error while validating (please report it): {type(exc).__name__}"
+        return None, [Diagnostic(f"{message}: {exc}"[:300], file=name, code="internal")]
+
+
+def _validate(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+) -> tuple[Workflow | None, list[Diagnostic]]:
     if isinstance(source, Mapping):
         document = SourceDocument("<workflow>", dict(source))
+        problem = plain_data_problem(document.data)
+        if problem is not None:
+            return None, [_locate(document, Issue(*problem, code="source"))]
     else:
         try:
             document = read_source(source)

@@ -1,8 +1,9 @@
 """Reading a workflow file safely: size and encoding checks, YAML or JSON, and source positions.
 
-YAML is composed with PyYAML's safe composer and turned into plain data here, so that every value
-keeps its line and column, duplicate keys are caught, no tag can build a Python object, and alias
-expansion ("billion laughs") is capped.
+YAML is composed with PyYAML's safe composer and turned into plain data by :mod:`.builder`, so
+that every value keeps its line and column, duplicate keys are caught, no tag can build a Python
+object, and alias expansion ("billion laughs") is capped. Every problem found in a file's text is
+reported at a line and column.
 """
 
 from __future__ import annotations
@@ -15,18 +16,27 @@ from typing import Any
 
 import yaml
 
+from .builder import (
+    MAX_DEPTH,
+    MAX_VALUES,
+    Builder,
+    BuildError,
+    parse_json_int,
+    plain_data_problem,
+)
 from .diagnostics import Diagnostic
 
-__all__ = ["MAX_FILE_BYTES", "SourceDocument", "SourceError", "read_source"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_VALUES",
+    "SourceDocument",
+    "SourceError",
+    "read_source",
+]
 
 MAX_FILE_BYTES = 1_000_000
 """Largest workflow file accepted. Real workflows are a few kilobytes."""
-
-MAX_VALUES = 100_000
-"""Most values a document may expand to, aliases included."""
-
-MAX_DEPTH = 64
-"""Deepest nesting a document may have."""
 
 Loc = tuple[str | int, ...]
 
@@ -114,32 +124,45 @@ def _read_text(path: Path, name: str) -> str:
         if path.is_dir():
             raise _fail(name, "is a directory, not a workflow file")
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise _fail(
-                name,
-                f"file is {size / 1_000_000:.1f} MB; workflow files are limited to "
-                f"{MAX_FILE_BYTES // 1_000_000} MB",
-            )
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise _fail(name, "no such file") from None
     except PermissionError:
         raise _fail(name, "permission denied") from None
     except OSError as exc:
         raise _fail(name, f"cannot read file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise _fail(
+            name,
+            f"file is {max(size, len(raw)) / 1_000_000:.1f} MB; workflow files are limited to "
+            f"{MAX_FILE_BYTES // 1_000_000} MB (the limit is passed here)",
+            *_byte_position(raw, MAX_FILE_BYTES),
+        )
     if b"\x00" in raw:
-        raise _fail(name, "is a binary file, not YAML or JSON text")
+        at = raw.index(b"\x00")
+        raise _fail(name, "is a binary file, not YAML or JSON text", *_byte_position(raw, at))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise _fail(
-            name, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})", line, column
-        ) from None
+        problem = f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})"
+        raise _fail(name, problem, *_byte_position(raw, exc.start)) from None
     if not text.strip():
         raise _fail(name, "file is empty")
     return text
+
+
+def _byte_position(raw: bytes, offset: int) -> tuple[int, int]:
+    """Line and column (in characters) of byte ``offset``."""
+    line_start = raw.rfind(b"\n", 0, offset) + 1
+    column = len(raw[line_start:offset].decode("utf-8", "replace"))
+    return raw.count(b"\n", 0, offset) + 1, column + 1
+
+
+def _char_position(text: str, offset: int) -> tuple[int, int]:
+    """Line and column of character ``offset`` of ``text``."""
+    offset = max(0, min(offset, len(text)))
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def _parse_json(text: str, name: str) -> SourceDocument:
@@ -154,27 +177,50 @@ def _parse_json(text: str, name: str) -> SourceDocument:
         return result
 
     try:
-        data = json.loads(text, object_pairs_hook=no_duplicates)
+        data = json.loads(text, object_pairs_hook=no_duplicates, parse_int=parse_json_int)
     except json.JSONDecodeError as exc:
         before = text[: exc.pos].rstrip()
         trailing = before.endswith(",") and text[exc.pos : exc.pos + 1] in "}]"
         problem = "trailing comma" if trailing else exc.msg
         raise _fail(name, f"invalid JSON: {problem}", exc.lineno, exc.colno) from None
     except RecursionError:
-        raise _fail(name, f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
+        position = _char_position(text, _deepest_bracket(text))
+        problem = f"invalid JSON: nested deeper than {MAX_DEPTH} levels"
+        raise _fail(name, problem, *position) from None
     document = SourceDocument(name, data, text)
+    found: SourceError | None = None
     try:
         # JSON is YAML's flow style: compose it to learn where each value (and duplicate) is.
-        _Builder(document).build(yaml.compose(text, Loader=_SAFE_LOADER))
-    except SourceError:
-        if duplicates:
-            raise
+        _build(document, yaml.compose(text, Loader=_SAFE_LOADER))
+    except SourceError as exc:
+        found = exc
     except (yaml.YAMLError, RecursionError):
         pass  # positions are a nicety for JSON: those found so far are kept
-    if duplicates:
-        raise _fail(name, f"duplicate key {duplicates[0]!r}")
     document.data = data
+    if duplicates:
+        if found is not None and "duplicate key" in found.diagnostic.message:
+            raise found
+        key = json.dumps(duplicates[0])
+        at = text.find(key, text.find(key) + 1)
+        raise _fail(name, f"duplicate key {duplicates[0]!r}", *_char_position(text, at))
+    problem = plain_data_problem(data)
+    if problem is not None:
+        loc, message = problem
+        raise _fail(name, message, *(document.locate(loc) or (1, 1)))
     return document
+
+
+def _deepest_bracket(text: str) -> int:
+    """Offset of the first bracket nested deeper than :data:`MAX_DEPTH` (0 if none is)."""
+    depth = 0
+    for offset, char in enumerate(text):
+        if char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return offset
+        elif char in "]}":
+            depth -= 1
+    return 0
 
 
 def _parse_yaml(text: str, name: str) -> SourceDocument:
@@ -184,91 +230,41 @@ def _parse_yaml(text: str, name: str) -> SourceDocument:
             root = loader.get_single_node()
         finally:
             loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "malformed YAML"
-        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise _fail(name, f"invalid YAML: {problem}", line, column) from None
     except yaml.YAMLError as exc:
-        raise _fail(name, f"invalid YAML: {exc}") from None
+        raise _yaml_error(exc, text, name) from None
     if root is None:
         raise _fail(name, "file is empty")
     document = SourceDocument(name, None, text)
-    document.data = _Builder(document).build(root)
+    document.data = _build(document, root)
     return document
 
 
-class _Builder:
-    """Turns composed YAML nodes into plain data, recording positions as it goes."""
-
-    def __init__(self, document: SourceDocument) -> None:
-        self.document = document
-        self.count = 0
-        self.constructor = yaml.SafeLoader("")
-
-    def build(self, root: yaml.Node) -> Any:
-        return self._value(root, ())
-
-    def _value(self, node: yaml.Node, loc: Loc) -> Any:
-        self.count += 1
-        name = self.document.file
-        if self.count > MAX_VALUES:
-            raise _fail(name, f"document expands to more than {MAX_VALUES:,} values (alias bomb?)")
-        if len(loc) > MAX_DEPTH:
-            raise _fail(name, f"document is nested deeper than {MAX_DEPTH} levels", *_pos(node))
-        self.document.values.setdefault(loc, _pos(node))
-        self.document.spans.setdefault(loc, (node.start_mark.index, node.end_mark.index))
-        if not isinstance(node, yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
-            raise _fail(name, f"YAML tag {_short_tag(node.tag)!r} is not allowed", *_pos(node))
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, loc)
-        if isinstance(node, yaml.SequenceNode):
-            return [self._value(item, (*loc, i)) for i, item in enumerate(node.value)]
-        return self._scalar(node)
-
-    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
-        self.constructor.flatten_mapping(node)
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
-            if not isinstance(key, str | int | float | bool) or key is None:
-                raise _fail(
-                    self.document.file, "mapping keys must be plain scalars", *_pos(key_node)
-                )
-            if key in result:
-                first = self.document.keys.get((*loc, key), (None, None))[0]
-                raise _fail(
-                    self.document.file,
-                    f"duplicate key {key!r} (first defined on line {first})",
-                    *_pos(key_node),
-                )
-            self.document.keys[(*loc, key)] = _pos(key_node)
-            result[key] = self._value(value_node, (*loc, key))
-        return result
-
-    def _scalar(self, node: yaml.Node) -> Any:
-        if node.tag in _EXOTIC_TAGS:
-            raise _fail(
-                self.document.file, f"YAML tag {_short_tag(node.tag)!r} is not allowed", *_pos(node)
-            )
-        try:
-            return self.constructor.construct_object(node, deep=True)
-        except yaml.constructor.ConstructorError as exc:
-            problem = exc.problem or "value cannot be read"
-            if node.tag not in _SCALAR_TAGS:
-                problem = f"YAML tag {_short_tag(node.tag)!r} is not allowed"
-            raise _fail(self.document.file, problem, *_pos(node)) from None
+def _yaml_error(exc: yaml.YAMLError, text: str, name: str) -> SourceError:
+    """A located diagnostic for any error of PyYAML's reader, scanner, parser or composer."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        # libyaml gives a byte offset, PyYAML's own reader a character offset
+        raw = text.encode("utf-8", "surrogatepass")
+        offset = exc.position if _SAFE_LOADER is not yaml.SafeLoader else None
+        if offset is not None:
+            line, column = _byte_position(raw, offset)
+        else:
+            line, column = _char_position(text, exc.position)
+        char = exc.character
+        code = ord(char) if isinstance(char, str) else int(char)
+        problem = f"invalid YAML: character U+{code:04X} is not allowed ({exc.reason})"
+        return _fail(name, problem, line, column)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "malformed YAML"
+        if mark is not None:
+            return _fail(name, f"invalid YAML: {problem}", mark.line + 1, mark.column + 1)
+        return _fail(name, f"invalid YAML: {problem}", 1, 1)
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return _fail(name, f"invalid YAML: {first}", 1, 1)
 
 
-_YAML_TAG = "tag:yaml.org,2002:"
-_COLLECTION_TAGS = {f"{_YAML_TAG}map", f"{_YAML_TAG}seq"}
-_EXOTIC_TAGS = {f"{_YAML_TAG}{name}" for name in ("binary", "set", "omap", "pairs")}
-_SCALAR_TAGS = {f"{_YAML_TAG}{name}" for name in ("str", "int", "float", "bool", "null")}
-
-
-def _short_tag(tag: str) -> str:
-    return tag.replace(_YAML_TAG, "!!")
-
-
-def _pos(node: yaml.Node) -> tuple[int, int]:
-    return node.start_mark.line + 1, node.start_mark.column + 1
+def _build(document: SourceDocument, root: yaml.Node) -> Any:
+    try:
+        return Builder(document.values, document.keys, document.spans).build(root)
+    except BuildError as exc:
+        raise _fail(document.file, exc.message, *(exc.position or (1, 1))) from None
