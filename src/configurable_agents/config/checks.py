@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ..tools.allowlist import allowed_modules_issues, custom_tool_issue
 from ..tools.specs import BUILTIN_TOOL_CONFIGS, tool_config_issues
 from .condition_checks import condition_problem
 from .diagnostics import closest
@@ -92,6 +93,7 @@ class _Checker:
         for index, node in enumerate(self.config.nodes):
             self._outputs(index, node)
         self._parallel_collect_fields()
+        self.found.issues += allowed_modules_issues(self.config.config.tools.allowed_modules)
         for index, node in enumerate(self.config.nodes):
             self._templates(index, node)
             self._tools(index, node)
@@ -280,17 +282,8 @@ class _Checker:
         for k, ref in enumerate(node.tool_refs):
             loc: Loc = ("nodes", index, "tools", k)
             if ":" in ref.name:
-                module, _, function = ref.name.partition(":")
-                if not (
-                    IDENTIFIER.match(function) and all(map(IDENTIFIER.match, module.split(".")))
-                ):
-                    self.add(loc, f"custom tool {ref.name!r} must be written module:function")
-                elif not any(module == m or module.startswith(m + ".") for m in allowed):
-                    self.add(
-                        loc,
-                        f"custom tool module {module!r} is not in config.tools.allowed_modules",
-                        code="tool",
-                    )
+                if issue := custom_tool_issue(ref.name, allowed):
+                    self.found.issues.append(replace(issue, loc=loc))
             elif ref.name not in BUILTIN_TOOLS:
                 self.add(
                     loc,

@@ -85,8 +85,10 @@ class ToolsConfig(ConfigModel):
     """Settings shared by the tools nodes use."""
 
     allowed_modules: list[str] = []
-    """Python modules custom tools (`module:function`) may be imported from. A custom tool from
-    any other module is an error."""
+    """Python modules custom tools (`module:function`) may be imported from, submodules included;
+    a custom tool from any other module is an error. Only public functions defined in the module
+    itself can be tools, not names it imports. `builtins`, `os`, `subprocess`, `sys`, `shutil`,
+    `importlib`, `pickle`, `marshal`, `ctypes` and `socket` cannot be listed."""
 
 
 class MlflowConfig(ConfigModel):

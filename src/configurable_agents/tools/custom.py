@@ -22,10 +22,11 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import re
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from .allowlist import custom_tool_issue, is_allowed_module, refused_reason
 from .errors import ToolError
 
 if TYPE_CHECKING:
@@ -33,18 +34,15 @@ if TYPE_CHECKING:
 
 __all__ = ["is_allowed_module", "make_custom_tool"]
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def is_allowed_module(module: str, allowed_modules: Sequence[str]) -> bool:
-    """Whether ``module`` is one of ``allowed_modules`` or a submodule of one."""
-    return any(module == m or module.startswith(m + ".") for m in allowed_modules)
-
 
 def make_custom_tool(
     spec: str, config: Mapping[str, Any], allowed_modules: Sequence[str]
 ) -> BaseTool:
     """Import ``module:function`` and wrap it as a LangChain tool.
+
+    Only a public function defined in the module itself can be a tool: not a name it imported
+    (``from os import system``), a class, a private or dunder name, or any other object. The
+    modules in :data:`~.allowlist.REFUSED_MODULES` are refused even when allow-listed.
 
     Args:
         spec: The tool as written in the workflow, ``module:function``.
@@ -52,44 +50,26 @@ def make_custom_tool(
         allowed_modules: `config.tools.allowed_modules`; checked here again, before importing.
 
     Raises:
-        ToolError: The spec is malformed, the module is not allowed or cannot be imported, the
-            attribute is missing or not callable, or `config` names a parameter it lacks.
+        ToolError: The spec is malformed, the module is refused, not allowed or cannot be
+            imported, the attribute is missing or not a public function of the module, or
+            `config` names a parameter it lacks.
     """
     from langchain_core.tools import BaseTool, StructuredTool
     from langchain_core.tools.base import create_schema_from_function
 
     module_name, _, attribute = spec.partition(":")
-    if not (_IDENTIFIER.match(attribute) and all(map(_IDENTIFIER.match, module_name.split(".")))):
-        raise ToolError(f"custom tool {spec!r} must be written module:function")
-    if not is_allowed_module(module_name, allowed_modules):
-        raise ToolError(
-            f"custom tool module {module_name!r} is not allowed; add it to "
-            "config.tools.allowed_modules"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ToolError(
-            f"custom tool {spec!r}: cannot import module {module_name!r} ({exc}); install it or "
-            "put its directory on PYTHONPATH"
-        ) from None
-    except Exception as exc:
-        raise ToolError(
-            f"custom tool {spec!r}: importing module {module_name!r} failed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
-    function = getattr(module, attribute, None)
-    if function is None:
-        raise ToolError(
-            f"custom tool {spec!r}: module {module_name!r} has no attribute {attribute!r}; "
-            "define it there or correct the name"
-        )
+    issue = custom_tool_issue(spec, allowed_modules)
+    reason = refused_reason(module_name)
+    if issue is None and reason:  # allow-listed, which validate reports; refused all the same
+        raise ToolError(f"custom tool module {module_name!r} cannot be allow-listed: {reason}")
+    if issue is not None:
+        raise ToolError(issue.message)
+    module = _import(spec, module_name)
+    function = _exposed(spec, module, attribute)
     if isinstance(function, BaseTool):
         if config:
             raise ToolError(f"custom tool {spec!r} is already a LangChain tool; it takes no config")
         return function
-    if not callable(function):
-        raise ToolError(f"custom tool {spec!r}: {module_name}.{attribute} is not callable")
     _check_config(spec, function, config)
     schema = create_schema_from_function(
         attribute, function, filter_args=list(config), parse_docstring=True
@@ -104,6 +84,63 @@ def make_custom_tool(
         description=description,
         args_schema=schema,
     )
+
+
+def _import(spec: str, module_name: str) -> ModuleType:
+    """Import the tool's module, turning every failure into a :class:`ToolError`."""
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ToolError(
+            f"custom tool {spec!r}: cannot import module {module_name!r} ({exc}); install it or "
+            "put its directory on PYTHONPATH"
+        ) from None
+    except Exception as exc:
+        raise ToolError(
+            f"custom tool {spec!r}: importing module {module_name!r} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _exposed(spec: str, module: ModuleType, attribute: str) -> Any:
+    """The module's own public function (or LangChain tool made from one) named ``attribute``.
+
+    Read from the module's namespace, so a module-level ``__getattr__`` cannot supply it.
+    """
+    from langchain_core.tools import BaseTool
+
+    name = module.__name__
+    if attribute not in vars(module):
+        raise ToolError(
+            f"custom tool {spec!r}: module {name!r} has no attribute {attribute!r}; "
+            "define it there or correct the name"
+        )
+    value = vars(module)[attribute]
+    target = value
+    if isinstance(value, BaseTool):
+        target = getattr(value, "func", None) or getattr(value, "coroutine", None) or type(value)
+    if getattr(target, "__module__", None) == name and (
+        inspect.isfunction(target) or isinstance(value, BaseTool)
+    ):
+        return value
+    raise ToolError(
+        f"custom tool {spec!r}: {name}.{attribute} is {_describe(value)}; only public functions "
+        f"defined in {name} can be tools"
+    )
+
+
+def _describe(value: Any) -> str:
+    """What a refused attribute is, in a few words."""
+    if inspect.ismodule(value):
+        return f"the module {value.__name__} (imported)"
+    if inspect.isclass(value):
+        return "a class"
+    if not callable(value):
+        return f"not callable (a {type(value).__name__})"
+    origin = getattr(value, "__module__", None)
+    if inspect.isroutine(value) and origin:
+        return f"a function imported from {origin}"
+    return f"a {type(value).__name__} object, not a function"
 
 
 def _check_config(spec: str, function: Any, config: Mapping[str, Any]) -> None:
