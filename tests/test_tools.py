@@ -402,6 +402,27 @@ def test_calculator_refuses(expression: str, problem: str) -> None:
     assert time.perf_counter() - start < 1
 
 
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "1e308 * 10",
+        "-1e308 * 10",
+        "1e308 + 1e308",
+        "1e309",
+        "1e999 - 1e999",
+        "1e308 * 10 - 1e308 * 10",
+        "2 ** 1023 * 2.0",
+        "1e-320 / 1e-320 * 1e308 * 1e308",
+    ],
+)
+def test_calculator_never_answers_inf_or_nan(expression: str) -> None:
+    with pytest.raises(ToolError, match=r"calculator: .*(too large|not a number)"):
+        evaluate(expression)
+    # the model reads the error (with on_error: continue), never a bare "inf" or "nan"
+    with pytest.raises(ToolError, match="calculator: "):
+        tool("calculator").invoke({"expression": expression})
+
+
 # -- custom tools and on_error ----------------------------------------------------------------
 
 CUSTOM = '''

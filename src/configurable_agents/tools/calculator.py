@@ -39,7 +39,8 @@ def evaluate(expression: str) -> Number:
 
     Numbers, ``+ - * / // % **``, unary ``+``/``-`` and parentheses are allowed; names, calls,
     attributes and everything else are refused. Integer results are capped at
-    :data:`MAX_RESULT_BITS` bits, checked before each multiplication or power is computed.
+    :data:`MAX_RESULT_BITS` bits, checked before each multiplication or power is computed, and
+    no step may give an infinite float or NaN: the answer is an error the model can read instead.
 
     Args:
         expression: For example ``"(2 + 3) * 4 ** 0.5"``.
@@ -75,7 +76,7 @@ def _eval(node: ast.expr) -> Number:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ToolError(f"calculator: only numbers are allowed, not {value!r}")
-        _check_int(value)
+        _check(value)
         return value
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
@@ -85,7 +86,7 @@ def _eval(node: ast.expr) -> Number:
         result = _BINARY[type(node.op)](left, right)
         if isinstance(result, complex):
             raise ToolError("calculator: the result is not a real number")
-        _check_int(result)
+        _check(result)
         return result
     raise ToolError(
         f"calculator: {_describe(node)} is not allowed; use numbers and + - * / // % **"
@@ -106,9 +107,17 @@ def _check_size(op: ast.operator, left: Number, right: Number) -> None:
         raise ToolError(f"calculator: the result would exceed {MAX_RESULT_BITS} bits")
 
 
-def _check_int(value: Number) -> None:
+def _check(value: Number) -> None:
+    """Refuse a value too large to answer with: a huge integer, an infinite float, or NaN."""
     if isinstance(value, int) and value.bit_length() > MAX_RESULT_BITS:
         raise ToolError(f"calculator: the result would exceed {MAX_RESULT_BITS} bits")
+    if isinstance(value, float) and math.isinf(value):
+        raise ToolError(
+            "calculator: a value is too large for a floating-point number (beyond about "
+            "1.8e308); use whole numbers, which are exact, or smaller units"
+        )
+    if isinstance(value, float) and math.isnan(value):
+        raise ToolError("calculator: the result is not a number (NaN)")
 
 
 def _describe(node: ast.expr) -> str:
