@@ -267,7 +267,30 @@ def test_other_schemes_are_refused(net: Net, url: str) -> None:
 def test_unresolvable_and_malformed_urls_are_tool_errors(net: Net) -> None:
     with pytest.raises(ToolError, match="cannot resolve"):
         http_get().invoke({"url": "http://nowhere.test/"})
-    for url in ("http://[::1/", net.url("0177.0.0.1"), net.url("127.0.0.01")):
+    for url in ("http://[::1/", net.url("0177.0.0.1"), net.url("127.0.0.01"), "http://:80/"):
         with pytest.raises(ToolError, match="not a valid URL"):
             http_get().invoke({"url": url})
     assert net.connects == []
+
+
+def test_https_checks_the_certificate_of_the_name_not_the_address(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names: list[str | None] = []
+    connect = httpcore.SyncBackend.connect_tcp  # the fake network's
+
+    def connect_and_watch_tls(self: Any, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        stream = connect(self, host, port, *args, **kwargs)
+
+        def start_tls(ssl_context: Any, server_hostname: str | None = None, **_: Any) -> Any:
+            names.append(server_hostname)
+            raise httpcore.ConnectError("test: no TLS here")
+
+        stream.start_tls = start_tls
+        return stream
+
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", connect_and_watch_tls)
+    with pytest.raises(ToolError, match="no TLS here"):
+        http_get().invoke({"url": f"https://public.test:{net.port}/ok"})
+    assert net.connects == [INTERNET]  # connected to the checked address ...
+    assert names == ["public.test"]  # ... and verified the certificate against the name

@@ -110,8 +110,10 @@ def check_url(tool: str, url: str | httpx.URL, allowed: frozenset[str] | None) -
         parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
         raise ToolError(f"{tool}: not a valid URL: {url!r} ({exc})") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    if parsed.scheme not in ("http", "https"):
         raise ToolError(f"{tool}: only http and https URLs are allowed, not {str(url)!r}")
+    if not parsed.host:
+        raise ToolError(f"{tool}: not a valid URL: {str(url)!r} has no host")
     if allowed is not None and normal_host(parsed.raw_host.decode("ascii")) not in allowed:
         raise ToolError(f"{tool}: host {parsed.host!r} is not in allowed_hosts")
     return parsed
@@ -186,11 +188,10 @@ class _GuardedTransport(httpx.HTTPTransport):
     """httpx's own transport, with its connection pool on a :class:`GuardedBackend`."""
 
     def __init__(self, backend: GuardedBackend) -> None:
-        super().__init__(trust_env=False)
+        ssl_context = httpx.create_ssl_context()
+        super().__init__(verify=ssl_context, trust_env=False)
         # httpx has no public option for the network backend: replace the pool it built.
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(), network_backend=backend
-        )
+        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend)
 
 
 def guarded_client(tool: str, allowed_hosts: Iterable[str] | None, timeout: float) -> httpx.Client:
