@@ -80,7 +80,7 @@ class RunDisplay:
                 f"{r.duration_s:.2f}s",
                 status,
             )
-            total_cost += r.cost_usd or Decimal(0)
+            total_cost += r.known_cost_usd
             total_tokens += r.usage.total_tokens
         count = len(self.records)
         executions = f"{count} execution{'' if count == 1 else 's'}"

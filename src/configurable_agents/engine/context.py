@@ -109,12 +109,7 @@ class RunContext:
         if self.max_cost is not None:
             price = self.prices.price(settings.provider, settings.model, TokenUsage(prompt_tokens))
             cost = price.cost_usd or Decimal(0)
-            committed = self.spent_cost + self._held_cost
-            if committed + cost > self.max_cost:
-                raise BudgetExceeded(
-                    f"budget of ${self.max_cost} reached: ${committed:.6f} spent or committed, "
-                    f"the next call of node {node_id!r} needs about ${cost:.6f}"
-                )
+            self._check_cost(cost, f"the next call of node {node_id!r} needs about")
         if self.max_tokens is not None:
             committed_tokens = self.spent_tokens + self._held_tokens
             if committed_tokens + prompt_tokens > self.max_tokens:
@@ -125,6 +120,26 @@ class RunContext:
         self._held_cost += cost
         self._held_tokens += prompt_tokens
         return Reservation(prompt_tokens, cost)
+
+    def reserve_tool(self, node_id: str, tool: str, cost: Decimal) -> Reservation:
+        """Hold budget for a call of a tool that costs ``cost`` per call.
+
+        Raises:
+            BudgetExceeded: spend so far, plus what calls in flight hold, plus this call's price
+                would exceed the cost budget.
+        """
+        if self.max_cost is not None:
+            self._check_cost(cost, f"the next call of tool {tool!r} of node {node_id!r} costs")
+        self._held_cost += cost
+        return Reservation(0, cost)
+
+    def _check_cost(self, cost: Decimal, next_call: str) -> None:
+        committed = self.spent_cost + self._held_cost
+        if self.max_cost is not None and committed + cost > self.max_cost:
+            raise BudgetExceeded(
+                f"budget of ${self.max_cost} reached: ${committed:.6f} spent or committed, "
+                f"{next_call} ${cost:.6f}"
+            )
 
     def settle(self, reservation: Reservation, usage: TokenUsage, cost: Decimal | None) -> None:
         """Replace a reservation by what the call really used."""

@@ -21,7 +21,7 @@ from ..llm.outputs import FINAL_ANSWER
 from ..llm.settings import LLMSettings
 from ..pricing import TokenUsage, estimate_tokens
 from .calls import call_with_retries, describe_error
-from .context import NodeFailed, RunContext
+from .context import BudgetExceeded, NodeFailed, RunContext
 from .records import FailedAttempt, ModelCallRecord, NodeRecord, ToolCallRecord
 
 __all__ = ["NodePlan", "execute_node"]
@@ -189,10 +189,17 @@ async def _run_tool(
     )
     record.tool_calls.append(entry)
     tool = next((t for t in plan.tools if t.name == call["name"]), None)
+    price = ctx.prices.tool_price(entry.name) if tool is not None else None
+    try:
+        reservation = ctx.reserve_tool(plan.node.id, entry.name, price) if price else None
+    except BudgetExceeded as exc:
+        entry.error = f"not called: {exc}"
+        raise
     try:
         if tool is None:
             raise LookupError(f"unknown tool {call['name']!r}")
         result = await tool.ainvoke(entry.args, ctx.callbacks(entry.runs))
+        entry.cost_usd = price or entry.cost_usd
         text = result if isinstance(result, str) else json.dumps(result, default=str)
         if len(text) > MAX_TOOL_RESULT_CHARS:
             text = text[:MAX_TOOL_RESULT_CHARS] + f"\n[cut: {len(text)} characters in all]"
@@ -207,6 +214,8 @@ async def _run_tool(
         text = f"error: {entry.error}"
     finally:
         entry.duration_s = time.perf_counter() - started
+        if reservation is not None:
+            ctx.settle(reservation, TokenUsage(), entry.cost_usd)
     return ToolMessage(content=text, tool_call_id=call.get("id") or call["name"])
 
 

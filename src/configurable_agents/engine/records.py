@@ -60,7 +60,9 @@ class LangChainRun:
 class ToolCallRecord:
     """One tool call made by the model during a node execution.
 
-    ``runs`` holds what LangChain reported while the tool ran, when autolog is on.
+    ``cost_usd`` is the tool's per-call price from the price file, for a call that returned a
+    result (0 otherwise). ``runs`` holds what LangChain reported while the tool ran, when autolog
+    is on.
     """
 
     name: str
@@ -69,6 +71,7 @@ class ToolCallRecord:
     error: str | None = None
     duration_s: float = 0.0
     started_ns: int = 0
+    cost_usd: Decimal = Decimal(0)
     runs: list[LangChainRun] = field(default_factory=list, repr=False, compare=False)
 
 
@@ -118,7 +121,9 @@ class ModelCallRecord:
     def price(self) -> Price:
         """The call's price (computed on first use)."""
         if self._price is None:
-            self._price = self.pricer(self.usage) if self.pricer else Price(Decimal(0), "")
+            self._price = (
+                self.pricer(self.usage) if self.pricer else Price.of(Decimal(0), Decimal(0), "")
+            )
         return self._price
 
     @property
@@ -170,10 +175,26 @@ class NodeRecord:
         return sum((call.usage for call in self.calls), TokenUsage())
 
     @property
+    def tool_cost_usd(self) -> Decimal:
+        """Cost of the execution's priced tool calls."""
+        return sum((tool.cost_usd for tool in self.tool_calls), Decimal(0))
+
+    @property
+    def known_cost_usd(self) -> Decimal:
+        """Cost of the execution's priced model calls and of its tool calls."""
+        costs = (call.cost_usd for call in self.calls if call.cost_usd is not None)
+        return sum(costs, self.tool_cost_usd)
+
+    @property
+    def unpriced(self) -> bool:
+        """Whether a model call of the execution has no known price."""
+        return any(call.cost_usd is None for call in self.calls)
+
+    @property
     def cost_usd(self) -> Decimal | None:
-        """Cost of the execution's calls, or ``None`` when one of them is unpriced."""
-        costs = [call.cost_usd for call in self.calls]
-        return None if None in costs else sum(costs, Decimal(0))  # type: ignore[arg-type]
+        """Cost of the execution's model and tool calls, or ``None`` when a model call is
+        unpriced (see :attr:`known_cost_usd` for what is known)."""
+        return None if self.unpriced else self.known_cost_usd
 
     @property
     def price_source(self) -> str:
@@ -184,7 +205,8 @@ class NodeRecord:
         """JSON-ready form; tokens flattened, cost as a float."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "calls"}
         data["tool_calls"] = [
-            {f.name: getattr(c, f.name) for f in fields(c) if f.name != "runs"}
+            {f.name: getattr(c, f.name) for f in fields(c) if f.name not in ("runs", "cost_usd")}
+            | {"cost_usd": float(c.cost_usd)}
             for c in self.tool_calls
         ]
         data.update(
@@ -238,13 +260,14 @@ class RunResult:
 
     @property
     def cost_usd(self) -> Decimal:
-        """Cost of the priced calls of the run (see :attr:`unpriced` for the others)."""
-        return sum((r.cost_usd for r in self.records if r.cost_usd is not None), Decimal(0))
+        """Cost of the priced model calls and the tool calls of the run (see :attr:`unpriced`
+        for the others)."""
+        return sum((r.known_cost_usd for r in self.records), Decimal(0))
 
     @property
     def unpriced(self) -> bool:
         """Whether some model of the run has no known price (so its cost is not in the total)."""
-        return any(r.cost_usd is None for r in self.records if r.model_calls)
+        return any(r.unpriced for r in self.records)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as written by ``run -o``."""

@@ -32,6 +32,7 @@ from ..engine.records import (
     RunResult,
     ToolCallRecord,
 )
+from ..pricing import Price
 
 __all__ = ["TraceSpans", "build_trace"]
 
@@ -55,6 +56,18 @@ def _ns(seconds: float) -> int:
 
 def _cost(cost: Decimal | None) -> float | None:
     return None if cost is None else float(cost)
+
+
+def _llm_cost(price: Price) -> dict[str, float]:
+    """MLflow's cost shape (its trace cost and Overview charts sum input and output); empty when
+    unpriced, so that the store does not price the call itself."""
+    if price.cost_usd is None:
+        return {}
+    return {
+        "input_cost": float(price.input_usd or 0),
+        "output_cost": float(price.output_usd or 0),
+        "total_cost": float(price.cost_usd),
+    }
 
 
 class _Builder:
@@ -188,7 +201,6 @@ def _node_spans(builder: _Builder, record: NodeRecord, root: str) -> None:
 
 def _call_span(builder: _Builder, record: NodeRecord, call: ModelCallRecord, parent: str) -> None:
     usage = call.usage
-    cost = _cost(call.cost_usd)
     attributes = {
         "mlflow.spanInputs": builder.prompts(
             {"messages": [{"role": "user", "content": record.prompt}]}
@@ -205,8 +217,7 @@ def _call_span(builder: _Builder, record: NodeRecord, call: ModelCallRecord, par
             "cache_creation_input_tokens": usage.cache_write_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
         },
-        # Unpriced: an empty cost, so that the store does not price the call itself.
-        "mlflow.llm.cost": {} if cost is None else {"total_cost": cost},
+        "mlflow.llm.cost": _llm_cost(call.price),
         "gen_ai.request.model": record.model,
         "gen_ai.usage.input_tokens": usage.input_tokens,
         "gen_ai.usage.output_tokens": usage.output_tokens,
@@ -242,7 +253,11 @@ def _call_span(builder: _Builder, record: NodeRecord, call: ModelCallRecord, par
 
 
 def _tool_span(builder: _Builder, tool: ToolCallRecord, parent: str) -> None:
-    attributes = {"mlflow.spanInputs": tool.args, "mlflow.spanOutputs": tool.result}
+    attributes: dict[str, Any] = {"mlflow.spanInputs": tool.args, "mlflow.spanOutputs": tool.result}
+    if tool.cost_usd:  # as a "model" of provider `tool`, so that cost reports group it by name
+        attributes["mlflow.llm.cost"] = {"total_cost": float(tool.cost_usd)}
+        attributes["mlflow.llm.model"] = tool.name
+        attributes["mlflow.llm.provider"] = "tool"
     own = _own_run(tool.runs, ("TOOL",))
     if own is not None:
         attributes = {**_run_attributes(builder, own), **attributes}

@@ -10,6 +10,7 @@ from .book import (
     PriceBook,
     PricingError,
     PricingFile,
+    ToolPrice,
     load_price_book,
     price_call,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "PricingError",
     "PricingFile",
     "TokenUsage",
+    "ToolPrice",
     "estimate_tokens",
     "load_price_book",
     "price_call",

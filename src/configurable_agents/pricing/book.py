@@ -1,9 +1,11 @@
-"""USD cost of model calls: an optional override file first, then the `genai-prices` database.
+"""USD cost of model calls: an optional override file first, then the `genai-prices` database;
+and of tool calls, from the price file.
 
 `genai-prices` is bundled and works offline; it knows cached-input reads and writes, reasoning
 tokens (billed as output) and long-context tiers. A price file (`pricing.yaml`) adds or replaces
-prices for custom, self-hosted or negotiated models, with effective dates. A model neither knows is
-*unpriced*: its cost is ``None``, never $0. The offline ``mock`` provider is free.
+prices for custom, self-hosted or negotiated models, with effective dates, and prices tools that
+bill per call (search APIs). A model neither knows is *unpriced*: its cost is ``None``, never $0.
+The offline ``mock`` provider is free, and so is a tool the price file does not name.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "PriceBook",
     "PricingError",
     "PricingFile",
+    "ToolPrice",
     "load_price_book",
     "price_call",
 ]
@@ -46,10 +49,19 @@ class Price:
     Attributes:
         cost_usd: Cost in US dollars, or ``None`` when the model is unpriced.
         source: ``genai-prices <version>``, ``<price file>``, ``mock``, or why it is unpriced.
+        input_usd: The part billed for input tokens, cached reads and writes included.
+        output_usd: The part billed for output tokens, reasoning included.
     """
 
     cost_usd: Decimal | None
     source: str
+    input_usd: Decimal | None = None
+    output_usd: Decimal | None = None
+
+    @classmethod
+    def of(cls, input_usd: Decimal, output_usd: Decimal, source: str) -> Price:
+        """A known price from its input and output parts."""
+        return cls(input_usd + output_usd, source, input_usd, output_usd)
 
 
 class ModelPrice(ConfigModel):
@@ -87,25 +99,39 @@ class ModelPrice(ConfigModel):
             and (self.effective_until is None or day <= self.effective_until)
         )
 
-    def cost(self, usage: TokenUsage) -> Decimal:
-        """Cost of ``usage``; cached and cache-write tokens are taken out of the input once."""
+    def cost(self, usage: TokenUsage, source: str) -> Price:
+        """Price of ``usage``; cached and cache-write tokens are taken out of the input once."""
         cached = self.cached_input_per_mtok
         write = self.cache_write_per_mtok
         fresh = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
-        total = (
+        input_usd = (
             fresh * self.input_per_mtok
             + usage.cached_tokens * (self.input_per_mtok if cached is None else cached)
             + usage.cache_write_tokens * (self.input_per_mtok if write is None else write)
-            + usage.output_tokens * self.output_per_mtok
         )
-        return total / _MILLION
+        output_usd = usage.output_tokens * self.output_per_mtok
+        return Price.of(input_usd / _MILLION, output_usd / _MILLION, source)
+
+
+class ToolPrice(ConfigModel):
+    """The price of one tool that bills per call, in a price file."""
+
+    name: str
+    """The tool's name as the model calls it (`web_search`, `serper_search`, a custom tool's
+    function name)."""
+
+    per_call_usd: Decimal = Field(ge=0, strict=False)
+    """US dollars per call that returned a result (a failed call is not charged)."""
 
 
 class PricingFile(ConfigModel):
-    """A price file: `models`, a list of model prices."""
+    """A price file: `models`, a list of model prices, and `tools`, a list of tool prices."""
 
     models: list[ModelPrice] = Field(default_factory=list)
     """Prices; the first entry matching provider, model and date wins."""
+
+    tools: list[ToolPrice] = Field(default_factory=list)
+    """Per-call prices of tools; the first entry naming the tool wins. Unnamed tools are free."""
 
 
 class PricingError(Exception):
@@ -117,20 +143,26 @@ class PriceBook:
     """Prices for a run: overrides from a price file, then `genai-prices`.
 
     Attributes:
-        overrides: Entries of the price file, in file order.
+        overrides: Model entries of the price file, in file order.
         source: The price file's path, if any.
+        tools: Tool entries of the price file, in file order.
     """
 
     overrides: Sequence[ModelPrice] = ()
     source: str | None = None
+    tools: Sequence[ToolPrice] = ()
 
     def price(self, provider: str, model: str, usage: TokenUsage) -> Price:
         """Price one call's usage, with the override entries in effect today (UTC)."""
         today = dt.datetime.now(dt.UTC).date()
         for entry in self.overrides:
             if entry.applies(provider, model, today):
-                return Price(entry.cost(usage), str(self.source))
+                return entry.cost(usage, str(self.source))
         return price_call(provider, model, usage)
+
+    def tool_price(self, name: str) -> Decimal | None:
+        """What one call of tool ``name`` costs, or ``None`` if the price file names it not."""
+        return next((entry.per_call_usd for entry in self.tools if entry.name == name), None)
 
 
 def load_price_book(path: str | os.PathLike[str] | None = None) -> PriceBook:
@@ -160,7 +192,7 @@ def load_price_book(path: str | os.PathLike[str] | None = None) -> PriceBook:
                 f"{document.file}:{line}:{column}: {format_path(issue.loc)}: {issue.message}"
             )
         raise PricingError("; ".join(lines)) from None
-    return PriceBook(tuple(parsed.models), str(chosen))
+    return PriceBook(tuple(parsed.models), str(chosen), tuple(parsed.tools))
 
 
 @lru_cache(maxsize=1)
@@ -174,7 +206,7 @@ def price_call(provider: str, model: str, usage: TokenUsage) -> Price:
     """Price one call from `genai-prices` (tiers applied; cached and reasoning tokens at their
     own rates, never counted twice)."""
     if provider == "mock":
-        return Price(Decimal(0), "mock")
+        return Price.of(Decimal(0), Decimal(0), "mock")
     provider_id = _PROVIDER_IDS.get(provider)
     if provider_id is None:
         return Price(None, f"unpriced: no public price for {provider} models")
@@ -193,4 +225,4 @@ def price_call(provider: str, model: str, usage: TokenUsage) -> Price:
         )
     except LookupError:
         return Price(None, f"unpriced: {provider}/{model} is not in {_version()}")
-    return Price(Decimal(str(result.total_price)), _version())
+    return Price.of(Decimal(str(result.input_price)), Decimal(str(result.output_price)), _version())

@@ -108,9 +108,13 @@ class Metrics:
                 self.tokens.labels(record.model, "input").inc(usage.input_tokens)
             if usage.output_tokens:
                 self.tokens.labels(record.model, "output").inc(usage.output_tokens)
-            cost = record.cost_usd
-            if record.model_calls and cost is not None:
-                self.cost.labels(record.model).inc(float(cost))
+            if record.model_calls and not record.unpriced:
+                self.cost.labels(record.model).inc(
+                    float(record.known_cost_usd - record.tool_cost_usd)
+                )
+            for tool in record.tool_calls:
+                if tool.cost_usd:
+                    self.cost.labels(f"tool/{tool.name}").inc(float(tool.cost_usd))
         if self.recording and result.trace_id is None:
             self.dropped.inc()
 
