@@ -3,7 +3,9 @@
 Comparisons (``== != < <= > >=``), ``in`` / ``not in``, ``and``, ``or``, ``not``, parentheses,
 string / number / bool / null literals, list literals and dotted paths (``state.review.score`` or
 ``review.score``; ``{state.score}`` means the same). The text is parsed with Python's own ``ast``
-parser and only these forms are accepted; nothing is ever passed to ``eval``.
+parser and only these forms are accepted; nothing is ever passed to ``eval``. A condition nests
+at most :data:`~.limits.MAX_NESTING` levels, so that checking and evaluating it never recurses
+deeply.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .limits import MAX_NESTING
 from .templates import resolve
 
 __all__ = ["Comparison", "Condition", "ConditionError", "Literal", "Path", "parse_condition"]
@@ -135,8 +138,33 @@ def parse_condition(text: str) -> Condition:
         raise ConditionError(
             f"invalid condition syntax: {exc.msg}", (exc.offset or 1) - 1
         ) from None
+    except (RecursionError, MemoryError):  # Python's parser gives up on extreme nesting
+        raise ConditionError(_TOO_DEEP) from None
+    if _depth(expression.body) > MAX_NESTING:
+        raise ConditionError(_TOO_DEEP)
     lead = len(cleaned) - len(cleaned.lstrip())
     return Condition(text, _convert(expression.body, lead))
+
+
+_TOO_DEEP = f"condition is nested deeper than {MAX_NESTING} levels"
+_NOT_EXPRESSIONS = (ast.expr_context, ast.boolop, ast.cmpop, ast.unaryop, ast.operator)
+
+
+def _depth(tree: ast.expr) -> int:
+    """How deep ``tree`` nests (a dotted path counts once), without recursing; stops counting
+    past the limit."""
+    deepest = 0
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    while stack and deepest <= MAX_NESTING:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        step = 0 if isinstance(node, ast.Attribute) else 1
+        stack.extend(
+            (child, depth + step)
+            for child in ast.iter_child_nodes(node)
+            if not isinstance(child, _NOT_EXPRESSIONS)
+        )
+    return deepest
 
 
 def _convert(node: ast.expr, lead: int) -> Any:
@@ -183,6 +211,9 @@ def _path(node: ast.expr, offset: int) -> Path | Literal:
         raise ConditionError("a path must be made of field names", offset)
     parts.append(node.id)
     parts.reverse()
+    if len(parts) - (parts[0] == "state") > MAX_NESTING:
+        shown = ".".join(parts[:3])
+        raise ConditionError(f"path {shown}... has more than {MAX_NESTING} parts", offset)
     if len(parts) == 1 and parts[0].lower() in _NAMED_CONSTANTS:
         return Literal(_NAMED_CONSTANTS[parts[0].lower()])
     if parts[0] == "state":

@@ -1,7 +1,8 @@
 """Prompt templates: ``{field}``, ``{state.field}``, ``{state.obj.sub}``; ``{{`` ``}}`` are braces.
 
 A template is data, not code: a placeholder is a dotted path of identifiers and nothing else, so no
-attribute access, indexing or call can run. Lists and objects render as JSON.
+attribute access, indexing or call can run. A path has at most :data:`~.limits.MAX_NESTING` parts.
+Lists and objects render as JSON.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .limits import MAX_NESTING
 
 __all__ = [
     "Placeholder",
@@ -77,10 +80,15 @@ def parse_template(template: str) -> list[str | Placeholder]:
                 "{state.topic} are allowed; write '{{' and '}}' for literal braces",
                 i,
             )
+        path = tuple(match.group(1).split("."))
+        if len(path) > MAX_NESTING + (path[0] == "state"):
+            raise TemplateError(
+                f"placeholder {{{'.'.join(path[:3])}...}} has more than {MAX_NESTING} parts", i
+            )
         if literal:
             parts.append("".join(literal))
             literal = []
-        parts.append(Placeholder(tuple(match.group(1).split(".")), i))
+        parts.append(Placeholder(path, i))
         i = end + 1
     if literal:
         parts.append("".join(literal))

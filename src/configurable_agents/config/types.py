@@ -1,7 +1,8 @@
 """Type expressions of the workflow language: ``str``, ``list[int]``, ``dict[str, object]`` ...
 
 A type string from a workflow file is parsed once into a :class:`TypeExpr`, which knows how to
-check a value, print itself and decide whether values of one type may be stored in another.
+check a value, print itself and decide whether values of one type may be stored in another. A type
+nests at most :data:`~.limits.MAX_NESTING` levels (``list[list[int]]`` is three).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from .limits import MAX_NESTING
 
 __all__ = ["SCALAR_TYPES", "TYPE_NAMES", "TypeExpr", "TypeSyntaxError", "parse_type"]
 
@@ -124,19 +127,21 @@ def parse_type(text: str) -> TypeExpr:
     Raises:
         TypeSyntaxError: the string is not a type; the message says what was expected.
     """
+    if _nesting(text) >= MAX_NESTING:
+        raise TypeSyntaxError(f"type {_shown(text)} nests deeper than {MAX_NESTING} levels")
     tokens = [(m.group("name") or m.group("punct")) for m in _TOKEN.finditer(text)]
     if "".join(tokens) != re.sub(r"\s+", "", text) or not tokens:
-        raise TypeSyntaxError(f"{text!r} is not a type; use one of {', '.join(TYPE_NAMES)}")
+        raise TypeSyntaxError(f"{_shown(text)} is not a type; use one of {', '.join(TYPE_NAMES)}")
     expr, rest = _parse(tokens, text)
     if rest:
-        raise TypeSyntaxError(f"unexpected {rest[0]!r} in type {text!r}")
+        raise TypeSyntaxError(f"unexpected {rest[0]!r} in type {_shown(text)}")
     return expr
 
 
 def _parse(tokens: list[str], text: str) -> tuple[TypeExpr, list[str]]:
     name, rest = tokens[0], tokens[1:]
     if name in "[],":
-        raise TypeSyntaxError(f"expected a type name in {text!r}, found {name!r}")
+        raise TypeSyntaxError(f"expected a type name in {_shown(text)}, found {name!r}")
     if name not in TYPE_NAMES:
         raise TypeSyntaxError(f"unknown type {name!r}")
     if not rest or rest[0] != "[":
@@ -147,7 +152,7 @@ def _parse(tokens: list[str], text: str) -> tuple[TypeExpr, list[str]]:
     rest = rest[1:]
     while True:
         if not rest:
-            raise TypeSyntaxError(f"missing ']' in type {text!r}")
+            raise TypeSyntaxError(f"missing ']' in type {_shown(text)}")
         arg, rest = _parse(rest, text)
         args.append(arg)
         if rest and rest[0] == ",":
@@ -156,7 +161,7 @@ def _parse(tokens: list[str], text: str) -> tuple[TypeExpr, list[str]]:
         if rest and rest[0] == "]":
             rest = rest[1:]
             break
-        raise TypeSyntaxError(f"missing ']' in type {text!r}")
+        raise TypeSyntaxError(f"missing ']' in type {_shown(text)}")
     expected = 1 if name == "list" else 2
     if len(args) != expected:
         form = "list[T]" if name == "list" else "dict[K, V]"
@@ -164,3 +169,20 @@ def _parse(tokens: list[str], text: str) -> tuple[TypeExpr, list[str]]:
     if name == "dict" and args[0].kind not in ("str", "int"):
         raise TypeSyntaxError(f"dict keys must be str or int, not {args[0]}")
     return TypeExpr(name, tuple(args)), rest
+
+
+def _nesting(text: str) -> int:
+    """The deepest run of open ``[`` in ``text``."""
+    depth = deepest = 0
+    for char in text:
+        if char == "[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == "]":
+            depth -= 1
+    return deepest
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """``text`` quoted for a message, cut short when long."""
+    return repr(text) if len(text) <= limit else repr(text[:limit] + "...")
