@@ -277,12 +277,18 @@ def _compare(op: str, left: Any, right: Any) -> bool:
             found = False
         elif isinstance(right, str | list | dict | tuple):
             if isinstance(right, str) and not isinstance(left, str):
-                raise ConditionError(f"cannot look for {left!r} in the text {right!r}")
+                raise ConditionError(f"cannot look for {_shown(left)} in the text {_shown(right)}")
             found = left in right
         else:
-            raise ConditionError(f"cannot look for a value in {right!r}")
+            raise ConditionError(f"cannot look for a value in {_shown(right)}")
         return found if op == "in" else not found
-    try:
-        return bool(_ORDERING[op](left, right))
-    except TypeError:
-        raise ConditionError(f"cannot compare {left!r} {op} {right!r}") from None
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right))
+    if not (numbers or (isinstance(left, str) and isinstance(right, str))):
+        # only two numbers or two strings can be ordered (not bools, lists or null)
+        raise ConditionError(f"cannot compare {_shown(left)} {op} {_shown(right)}")
+    return bool(_ORDERING[op](left, right))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
