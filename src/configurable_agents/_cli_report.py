@@ -62,15 +62,27 @@ def report() -> None:
     """Cost and run reports over the runs recorded in MLflow."""
 
 
+def _breakdowns(given: tuple[str, ...]) -> tuple[str, ...]:
+    """The breakdowns asked for; a bare ``--breakdown`` (or none) stands for the defaults."""
+    from .reports import DEFAULT_BREAKDOWNS
+
+    named = tuple(b for b in given if b)
+    defaults = DEFAULT_BREAKDOWNS if len(named) < len(given) or not given else ()
+    return tuple(dict.fromkeys(defaults + named))
+
+
 @report.command()
 @_filters
 @click.option(
     "--breakdown",
     "breakdowns",
     multiple=True,
-    type=click.Choice(["workflow", "model", "node"]),
-    help="Break costs down by workflow, model and/or node (repeatable; default: "
-    "workflow and model). By node reads every MLflow run: slower.",
+    is_flag=False,
+    flag_value="",
+    metavar="[workflow|model|node|tag:KEY]",
+    help="Break costs down by workflow, model, node and/or the value of any run tag "
+    "(tag:user_id; runs without it as '(none)'). Repeatable; alone, or not given: workflow "
+    "and model. By node and by tag read every run: slower.",
 )
 @click.option(
     "--aggregate-by",
@@ -122,7 +134,7 @@ def costs(breakdowns: tuple[str, ...], aggregate_by: str | None, output: Path | 
             raise ReportError(f"--chart {chart}: must end in .png or .html")
         result = cost_report(
             query,
-            breakdown=breakdowns or ("workflow", "model"),
+            breakdown=_breakdowns(breakdowns),
             aggregate_by=aggregate_by or ("daily" if chart is not None else None),
         )
         if chart is not None:

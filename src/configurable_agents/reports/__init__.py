@@ -15,7 +15,9 @@ from typing import Any
 
 _WHERE = {
     "write_chart": "chart",
-    **dict.fromkeys(("AGGREGATES", "BREAKDOWNS", "CostReport", "cost_report"), "costs"),
+    **dict.fromkeys(
+        ("AGGREGATES", "BREAKDOWNS", "DEFAULT_BREAKDOWNS", "CostReport", "cost_report"), "costs"
+    ),
     **dict.fromkeys(("from_csv", "render", "to_csv"), "export"),
     **dict.fromkeys(
         ("PERIODS", "ReportError", "ReportQuery", "date_range", "default_tracking_uri"), "query"
@@ -34,6 +36,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AGGREGATES",
     "BREAKDOWNS",
+    "DEFAULT_BREAKDOWNS",
     "PERIODS",
     "CostReport",
     "NodeTiming",

@@ -21,11 +21,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from .query import ReportError, ReportQuery, Store, open_store
+from .tags import TAG_PREFIX, tag_breakdown, tag_keys
 from .traces import TraceMetrics, unpriced_traces, unsupported
 
-__all__ = ["AGGREGATES", "BREAKDOWNS", "CostReport", "cost_report"]
+__all__ = ["AGGREGATES", "BREAKDOWNS", "DEFAULT_BREAKDOWNS", "CostReport", "cost_report"]
 
 BREAKDOWNS = ("workflow", "model", "node")
+"""Breakdowns by name; ``tag:KEY`` (any run tag) is one too."""
+DEFAULT_BREAKDOWNS = ("workflow", "model")
+"""What ``--breakdown`` with no value (and no ``--breakdown`` at all) gives."""
 AGGREGATES = ("daily", "weekly", "monthly")
 Source = Literal["auto", "traces", "runs"]
 UNPRICED_LISTED = 20
@@ -61,6 +65,9 @@ class CostReport:
             ``failed``, ``tokens``, ``cost_usd``.
         by_model: Per model (when asked for): ``model``, ``provider``, ``cost_usd``.
         by_node: Per node (when asked for): ``workflow``, ``node``, ``cost_usd``.
+        by_tag: Per tag key asked for (``tag:KEY``), one row per value: ``value`` (``(none)``
+            for runs without the tag), ``runs``, ``successful``, ``failed``, ``tokens``,
+            ``cost_usd``.
         periods: Per period (when asked for): ``period``, ``runs``, ``cost_usd``,
             ``by_workflow`` and ``by_model`` (name to cost).
         unpriced: ``runs`` (count), ``models`` (``provider/model`` unpriced in the runs
@@ -78,6 +85,7 @@ class CostReport:
     by_workflow: list[dict[str, Any]] = field(default_factory=list)
     by_model: list[dict[str, Any]] = field(default_factory=list)
     by_node: list[dict[str, Any]] = field(default_factory=list)
+    by_tag: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     periods: list[dict[str, Any]] = field(default_factory=list)
     unpriced: dict[str, Any] = field(
         default_factory=lambda: {"runs": 0, "models": [], "trace_ids": []}
@@ -180,7 +188,7 @@ class _Totals:
 def cost_report(
     query: ReportQuery,
     *,
-    breakdown: tuple[str, ...] = ("workflow", "model"),
+    breakdown: tuple[str, ...] = DEFAULT_BREAKDOWNS,
     aggregate_by: str | None = None,
     source: Source = "auto",
 ) -> CostReport:
@@ -188,7 +196,8 @@ def cost_report(
 
     Args:
         query: Store, experiment, workflow, time range and status.
-        breakdown: Any of :data:`BREAKDOWNS`; ``node`` pages the MLflow runs (slower).
+        breakdown: Any of :data:`BREAKDOWNS` and ``tag:KEY`` for any run tag; ``node`` pages
+            the MLflow runs and ``tag:KEY`` the traces (both slower on a large store).
         aggregate_by: ``daily``, ``weekly`` or ``monthly`` periods; ``None`` for none.
         source: ``traces`` (trace metrics), ``runs`` (paging runs) or ``auto`` (traces where
             the store supports them).
@@ -197,11 +206,12 @@ def cost_report(
         ReportError: bad arguments, a store that cannot be read, an empty store or an unknown
             workflow.
     """
-    unknown = set(breakdown) - set(BREAKDOWNS)
+    unknown = {b for b in breakdown if b not in BREAKDOWNS and not b.startswith(TAG_PREFIX)}
     if unknown:
         raise ReportError(
-            f"--breakdown: {sorted(unknown)[0]!r} is not one of workflow, model, node"
+            f"--breakdown: {sorted(unknown)[0]!r} is not one of workflow, model, node, tag:KEY"
         )
+    keys = tag_keys(breakdown)
     if aggregate_by is not None and aggregate_by not in AGGREGATES:
         raise ReportError(f"--aggregate-by: {aggregate_by!r} is not one of daily, weekly, monthly")
     store = open_store(query)
@@ -221,7 +231,10 @@ def cost_report(
         raise ReportError(f"no runs recorded in {query.tracking_uri}")
     if query.workflow is not None and not totals.workflows and not _workflow_exists(store, query):
         raise ReportError(f"no runs of workflow {query.workflow!r} in {query.tracking_uri}")
-    return totals.report(used, query, breakdown, dated)
+    report = totals.report(used, query, breakdown, dated)
+    if keys:
+        report.by_tag = tag_breakdown(store, query, keys)
+    return report
 
 
 def _from_traces(store: Store, query: ReportQuery, aggregate_by: str | None) -> _Totals | None:

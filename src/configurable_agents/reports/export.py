@@ -20,8 +20,9 @@ __all__ = ["CSV_COLUMNS", "atomic_output", "check_writable", "from_csv", "render
 CSV_COLUMNS = ("section", "name", "provider", "period", "runs", "successful", "failed",
                "tokens", "cost_usd")  # fmt: skip
 """One row per figure group: ``summary``, ``workflow``, ``model``, ``node`` (name
-``workflow/node``), ``period`` (name empty for the period's total, else a workflow or a model
-with provider ``workflow``/``model``), ``unpriced`` (name a trace id) and ``unpriced_model``."""
+``workflow/node``), ``tag:KEY`` (name the tag's value), ``period`` (name empty for the period's
+total, else a workflow or a model with provider ``workflow``/``model``), ``unpriced`` (name a
+trace id) and ``unpriced_model``."""
 
 
 def check_writable(path: str | os.PathLike[str], option: str) -> Path:
@@ -85,7 +86,11 @@ def render_table(report: CostReport) -> str:
         ("Cost by Node:", 28, [(f"{n['workflow']}/{n['node']}", n["cost_usd"])
                                for n in report.by_node]),
     )  # fmt: skip
-    for title, width, rows in sections:  # the documented columns, wider for long names
+    tags = tuple(
+        (f"Cost by Tag {key}:", 28, [(row["value"], row["cost_usd"]) for row in rows])
+        for key, rows in report.by_tag.items()
+    )
+    for title, width, rows in sections + tags:  # the documented columns, wider for long names
         if rows:
             width = max(width, *(len(name) for name, _ in rows))
             lines.append(title)
@@ -115,6 +120,11 @@ def _rows(report: CostReport) -> Iterator[dict[str, Any]]:
                "cost_usd": m["cost_usd"]}  # fmt: skip
     for n in report.by_node:
         yield {"section": "node", "name": f"{n['workflow']}/{n['node']}", "cost_usd": n["cost_usd"]}
+    for key, rows in report.by_tag.items():
+        for row in rows:
+            yield {"section": f"tag:{key}", "name": row["value"], "runs": row["runs"],
+                   "successful": row["successful"], "failed": row["failed"],
+                   "tokens": row["tokens"], "cost_usd": row["cost_usd"]}  # fmt: skip
     for p in report.periods:
         yield {"section": "period", "period": p["period"], "runs": p["runs"],
                "cost_usd": p["cost_usd"]}  # fmt: skip
@@ -159,6 +169,9 @@ def from_csv(text: str) -> CostReport:
         elif section == "node":
             workflow, _, node = name.partition("/")
             report.by_node.append({"workflow": workflow, "node": node, "cost_usd": cost})
+        elif section.startswith("tag:"):
+            row_ = {"value": name, **counts, "cost_usd": cost}
+            report.by_tag.setdefault(section[len("tag:") :], []).append(row_)
         elif section == "period" and not name:
             period = {"period": row["period"], "runs": counts["runs"], "cost_usd": cost}
             periods[row["period"]] = {**period, "by_workflow": {}, "by_model": {}}
