@@ -314,6 +314,24 @@ def test_existing_output_needs_resume_and_unpriced_budget_is_refused(
     assert "openai/no-such-model has no known price" in result.output
 
 
+def test_run_batch_from_python_refuses_a_budget_it_cannot_enforce(
+    tmp_path: Path, llm: StubLLM
+) -> None:
+    import asyncio
+
+    from configurable_agents.batch import read_rows, run_batch
+    from configurable_agents.engine import SetupError, prepare_workflow
+
+    workflow = _workflow(tmp_path, llm)
+    data = _rows(tmp_path / "rows.jsonl", ["a"])
+    prepared = prepare_workflow(workflow, llm="openai:no-such-model", env={"OPENAI_API_KEY": "k"})
+    rows = read_rows(data, prepared.workflow)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(SetupError, match="max_cost_usd: openai/no-such-model has no known price"):
+        asyncio.run(run_batch(prepared, rows, out, inputs=data, max_cost_usd=1.0))
+    assert not out.exists() and llm.calls == 0
+
+
 def test_resume_tolerates_a_line_cut_by_a_kill(tmp_path: Path, llm: StubLLM) -> None:
     llm.responder = default_responder
     workflow = _workflow(tmp_path, llm)

@@ -108,10 +108,10 @@ def batch(
     try:
         rows = read_rows(inputs, workflow)
         prepared = prepare_workflow(workflow, llm=llm, trace=trace or None)
+        if max_cost_usd is not None:
+            prepared.check_budget_enforceable("--max-cost-usd")
     except (DatasetError, SetupError) as exc:
         _fail_input(str(exc))
-    if max_cost_usd is not None:
-        _check_priced(prepared)
     executor = _queue_executor(prepared, queue) if queue else None
     with _Progress() as progress:
 
@@ -141,18 +141,6 @@ def _queue_executor(prepared: Any, url: str) -> Any:
     except QueueError as exc:
         _fail_input(str(exc))
     return lambda tags, batch_id: QueueRowExecutor(prepared, runs, celery, tags, batch_id)
-
-
-def _check_priced(prepared: Any) -> None:
-    from .pricing import TokenUsage
-
-    for plan in prepared.plans.values():
-        settings = plan.settings
-        if prepared.prices.price(settings.provider, settings.model, TokenUsage(1)).cost_usd is None:
-            _fail_input(
-                f"--max-cost-usd: {settings.provider}/{settings.model} has no known price, "
-                "so the budget cannot be enforced"
-            )
 
 
 def _report(stats: Any, output: Path, prepared: Any) -> None:

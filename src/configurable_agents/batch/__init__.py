@@ -67,7 +67,10 @@ async def run_batch(
 
     Raises:
         DatasetError: ``output`` exists without ``resume``, or cannot be read or written.
+        SetupError: ``max_cost_usd`` is set but a model of the workflow has no known price.
     """
+    if max_cost_usd is not None:
+        prepared.check_budget_enforceable("max_cost_usd")
     todo, skipped = pending_rows(rows, output, resume=resume)
     batch_id = uuid.uuid4().hex
     tags = dict(tags or {})

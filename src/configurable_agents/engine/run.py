@@ -20,7 +20,7 @@ from typing import Any
 from ..config.loader import Workflow, load_workflow
 from ..llm.outputs import FINAL_ANSWER, output_model
 from ..llm.settings import parse_llm_override, resolve_llm
-from ..pricing import PriceBook, PricingError, load_price_book
+from ..pricing import PriceBook, PricingError, TokenUsage, load_price_book
 from .calls import describe_error
 from .context import BudgetExceeded, NodeFailed, RunContext
 from .inputs import check_inputs
@@ -53,7 +53,6 @@ def _plans(
     workflow: Workflow, llm: str | None, env: Mapping[str, str], prices: PriceBook
 ) -> dict[str, NodePlan]:
     from ..llm.providers import ProviderError, check_provider
-    from ..pricing import TokenUsage
 
     override = parse_llm_override(llm) if llm else None
     config = workflow.config.config
@@ -65,8 +64,7 @@ def _plans(
             check_provider(settings, env)
         except ProviderError as exc:
             problems.setdefault(str(exc), []).append(node.id)
-        unpriced = prices.price(settings.provider, settings.model, TokenUsage(1)).cost_usd is None
-        if config.execution.max_cost_usd is not None and unpriced:
+        if config.execution.max_cost_usd is not None and not _priced(prices, settings):
             problem = (
                 f"max_cost_usd is set but {settings.provider}/{settings.model} has no known "
                 "price, so the budget cannot be enforced"
@@ -97,6 +95,10 @@ def _plans(
             "; ".join(f"{problem} (nodes: {', '.join(ids)})" for problem, ids in problems.items())
         )
     return plans
+
+
+def _priced(prices: PriceBook, settings: Any) -> bool:
+    return prices.price(settings.provider, settings.model, TokenUsage(1)).cost_usd is not None
 
 
 def _load(workflow_or_path: Workflow | str | os.PathLike[str]) -> Workflow:
@@ -142,6 +144,21 @@ class PreparedWorkflow:
     _models: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
+
+    def unpriced_models(self) -> list[str]:
+        """``provider/model`` of each model the nodes call that has no known price."""
+        found = (p.settings for p in self.plans.values() if not _priced(self.prices, p.settings))
+        return sorted({f"{settings.provider}/{settings.model}" for settings in found})
+
+    def check_budget_enforceable(self, option: str) -> None:
+        """Raise :class:`SetupError` if a cost budget given as ``option`` cannot be enforced
+        because a model of the workflow has no known price."""
+        unpriced = self.unpriced_models()
+        if unpriced:
+            raise SetupError(
+                f"{option}: {', '.join(unpriced)} has no known price, so the budget cannot be "
+                "enforced (price it in a price file)"
+            )
 
     async def arun(
         self,
