@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .batch import BatchStats, read_rows, run_batch
     from .config import (
         Diagnostic,
         Workflow,
@@ -23,17 +24,57 @@ if TYPE_CHECKING:
     from .engine import (
         InputError,
         NodeRecord,
+        PreparedWorkflow,
         RunResult,
         RunStatus,
         SetupError,
         arun_workflow,
+        prepare_workflow,
         run_workflow,
     )
+    from .reports import CostReport, ReportQuery, cost_report, list_runs, profile_run
+
+_HOMES = {
+    **dict.fromkeys(("BatchStats", "read_rows", "run_batch"), ".batch"),
+    **dict.fromkeys(
+        (
+            "Diagnostic",
+            "Workflow",
+            "WorkflowConfig",
+            "WorkflowValidationError",
+            "load_workflow",
+            "validate_workflow",
+        ),
+        ".config",
+    ),
+    **dict.fromkeys(
+        (
+            "InputError",
+            "NodeRecord",
+            "PreparedWorkflow",
+            "RunResult",
+            "RunStatus",
+            "SetupError",
+            "arun_workflow",
+            "prepare_workflow",
+            "run_workflow",
+        ),
+        ".engine",
+    ),
+    **dict.fromkeys(
+        ("CostReport", "ReportQuery", "cost_report", "list_runs", "profile_run"), ".reports"
+    ),
+}
+"""Where each public name lives; it is imported from there on first use."""
 
 __all__ = [
+    "BatchStats",
+    "CostReport",
     "Diagnostic",
     "InputError",
     "NodeRecord",
+    "PreparedWorkflow",
+    "ReportQuery",
     "RunResult",
     "RunStatus",
     "SetupError",
@@ -42,16 +83,16 @@ __all__ = [
     "WorkflowValidationError",
     "__version__",
     "arun_workflow",
+    "cost_report",
+    "list_runs",
     "load_workflow",
+    "prepare_workflow",
+    "profile_run",
+    "read_rows",
+    "run_batch",
     "run_workflow",
     "validate_workflow",
 ]
-
-_ENGINE = {"InputError", "NodeRecord", "RunResult", "RunStatus", "SetupError"}
-_ENGINE |= {"arun_workflow", "run_workflow"}
-_HOMES = {
-    name: ".engine" if name in _ENGINE else ".config" for name in __all__ if name != "__version__"
-}
 
 
 def __getattr__(name: str) -> Any:
