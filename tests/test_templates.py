@@ -56,9 +56,8 @@ def test_renders_state_paths_and_json_for_collections() -> None:
     assert text == 'bees|bees|["a", "b"]|{"ok": true}|3|2.5|false||{x}'
 
 
-def test_unknown_name_is_a_key_error() -> None:
-    with pytest.raises(KeyError):
-        render_template("{nope}", {})
+def test_a_name_with_no_value_renders_as_empty_text() -> None:
+    assert render_template("[{nope}]", {}) == "[]"
 
 
 def test_unicode_is_kept_in_json() -> None:

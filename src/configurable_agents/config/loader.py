@@ -23,6 +23,7 @@ from .schema import Node, WorkflowConfig
 from .source import SourceDocument, SourceError, read_source
 from .state import StateField
 from .structure import structure_issues
+from .unset_checks import unset_reads
 
 __all__ = ["Workflow", "load_workflow", "validate_workflow"]
 
@@ -108,6 +109,7 @@ def _validate(
         issues += checked.found.issues
         if checked.endpoints_ok and not known.incomplete:
             issues += check_graph(config).issues
+            issues += unset_reads(config, checked.fields).issues
         workflow = Workflow(config, checked.fields, tuple(checked.implicit), document.file)
     diagnostics = sorted(
         (_locate(document, issue) for issue in issues),

@@ -111,16 +111,22 @@ def to_text(value: Any) -> str:
 def render_template(template: str, values: Mapping[str, Any]) -> str:
     """Fill a template from ``values``; ``{state.x}`` and ``{x}`` both look up ``x``.
 
+    A placeholder whose field has no value yet (an optional field without a default that nothing
+    has written) renders as empty text, as ``null`` does; validation warns where that can happen.
+
     Raises:
         TemplateError: the template is malformed.
-        KeyError: a placeholder names no value (validation prevents this for loaded workflows).
     """
     out: list[str] = []
     for part in parse_template(template):
         if isinstance(part, str):
             out.append(part)
             continue
-        out.append(to_text(resolve(part.path, values)))
+        try:
+            value = resolve(part.path, values)
+        except KeyError:
+            value = None
+        out.append(to_text(value))
     return "".join(out)
 
 
