@@ -128,12 +128,14 @@ def _validate_structure(data: dict[str, Any]) -> tuple[WorkflowConfig | None, li
     issues: list[Issue] = []
     known = Known()
     current = data
+    meant: set[Loc] = set()  # keys a misspelt key was meant to be: their absence is reported
     for _ in range(_MAX_PASSES):
         try:
             return WorkflowConfig.model_validate(current), issues, known
         except ValidationError as exc:
             found = structure_issues(exc, current, WorkflowConfig)
-        issues += found
+        meant |= {(*i.loc[:-1], i.suggestion) for i in found if i.code == "unknown_key"}
+        issues += [i for i in found if not (i.code == "missing_key" and i.loc in meant)]
         pruned = _prune(current, [issue.loc for issue in found], known)
         if pruned is None:
             break
@@ -183,11 +185,13 @@ def _prune(data: dict[str, Any], locs: list[Loc], known: Known) -> dict[str, Any
             )
             if isinstance(spec.get("target_node"), str):
                 known.fan_out_targets.add(spec["target_node"])
-    data["nodes"] = [n for i, n in enumerate(data.get("nodes", [])) if i not in drop_nodes]
-    data["edges"] = [e for i, e in enumerate(data.get("edges", [])) if i not in drop_edges]
-    if not data["nodes"] and drop_nodes:
+    if drop_nodes:
+        data["nodes"] = [n for i, n in enumerate(data["nodes"]) if i not in drop_nodes]
+    if drop_edges:
+        data["edges"] = [e for i, e in enumerate(data["edges"]) if i not in drop_edges]
+    if drop_nodes and not data["nodes"]:
         return None
-    if not data["edges"] and drop_edges:
+    if drop_edges and not data["edges"]:
         data["edges"] = [{"from": "START", "to": "END"}]
     return data
 

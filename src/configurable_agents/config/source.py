@@ -25,6 +25,7 @@ from .builder import (
     plain_data_problem,
 )
 from .diagnostics import Diagnostic
+from .json_positions import scan_json
 
 __all__ = [
     "MAX_DEPTH",
@@ -166,18 +167,8 @@ def _char_position(text: str, offset: int) -> tuple[int, int]:
 
 
 def _parse_json(text: str, name: str) -> SourceDocument:
-    duplicates: list[str] = []
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in result:
-                duplicates.append(key)
-            result[key] = value
-        return result
-
     try:
-        data = json.loads(text, object_pairs_hook=no_duplicates, parse_int=parse_json_int)
+        data = json.loads(text, parse_int=parse_json_int)
     except json.JSONDecodeError as exc:
         before = text[: exc.pos].rstrip()
         trailing = before.endswith(",") and text[exc.pos : exc.pos + 1] in "}]"
@@ -187,22 +178,11 @@ def _parse_json(text: str, name: str) -> SourceDocument:
         position = _char_position(text, _deepest_bracket(text))
         problem = f"invalid JSON: nested deeper than {MAX_DEPTH} levels"
         raise _fail(name, problem, *position) from None
-    document = SourceDocument(name, data, text)
-    found: SourceError | None = None
-    try:
-        # JSON is YAML's flow style: compose it to learn where each value (and duplicate) is.
-        _build(document, yaml.compose(text, Loader=_SAFE_LOADER))
-    except SourceError as exc:
-        found = exc
-    except (yaml.YAMLError, RecursionError):
-        pass  # positions are a nicety for JSON: those found so far are kept
-    document.data = data
-    if duplicates:
-        if found is not None and "duplicate key" in found.diagnostic.message:
-            raise found
-        key = json.dumps(duplicates[0])
-        at = text.find(key, text.find(key) + 1)
-        raise _fail(name, f"duplicate key {duplicates[0]!r}", *_char_position(text, at))
+    found = scan_json(text)
+    if found.duplicate is not None:
+        key, position = found.duplicate
+        raise _fail(name, f"duplicate key {key!r}", *position)
+    document = SourceDocument(name, data, text, found.values, found.keys, found.spans)
     problem = plain_data_problem(data)
     if problem is not None:
         loc, message = problem

@@ -101,7 +101,8 @@ def _reads(index: int, node: Node, fan_out: bool) -> Iterator[tuple[Loc, str, Pl
             if not isinstance(part, Placeholder):
                 continue
             head = part.path[0]
-            state_path = head == "state" and len(part.path) > 1
-            special = head in local or (fan_out and head in _FAN_OUT_NAMES)
-            if state_path or not special:
+            if head == "state":
+                if len(part.path) > 1:
+                    yield loc, template, part
+            elif head not in local and not (fan_out and head in _FAN_OUT_NAMES):
                 yield loc, template, part
