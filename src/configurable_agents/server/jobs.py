@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -87,6 +88,21 @@ def _iso(timestamp: float | None) -> str | None:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="milliseconds")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as JSON text SQLite can store: a lone surrogate (a model or tool may produce
+    one; UTF-8 cannot carry it) becomes U+FFFD instead of failing the write."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+def _has_tags(stored: str, wanted: Mapping[str, str]) -> bool:
+    tags = json.loads(stored)
+    return all(tags.get(key) == value for key, value in wanted.items())
+
+
 class JobStore:
     """The job table of one SQLite file; safe to use from several threads and processes.
 
@@ -130,8 +146,8 @@ class JobStore:
                     QUEUED,
                     self.owner,
                     time.time(),
-                    json.dumps(dict(inputs), default=str, ensure_ascii=False),
-                    json.dumps(dict(tags), ensure_ascii=False),
+                    _json_text(dict(inputs)),
+                    _json_text(dict(tags)),
                 ),
             )
 
@@ -148,7 +164,7 @@ class JobStore:
                 (
                     summary["status"],
                     time.time(),
-                    json.dumps(dict(summary), default=str, ensure_ascii=False),
+                    _json_text(dict(summary)),
                     run_id,
                 ),
             )
@@ -171,17 +187,37 @@ class JobStore:
         tags: Mapping[str, str] | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """The workflow's most recent runs first, filtered by status and tag values."""
-        query, params = "SELECT * FROM runs WHERE workflow = ?", [workflow]
+        """The workflow's most recent runs first, filtered by status and tag values.
+
+        Tags are matched as text, whatever characters they hold: SQLite finds rows whose stored
+        tags contain each pair as written (no JSON path, which quotes and NUL would break),
+        then each candidate's decoded tags confirm it.
+        """
+        query = "SELECT * FROM runs WHERE workflow = ?"
+        params: list[str | int] = [workflow]
         if status is not None:
             query += " AND status = ?"
             params.append(status)
-        for key, value in (tags or {}).items():
-            query += " AND json_extract(tags, ?) = ?"
-            params += ['$."' + key.replace('"', '""') + '"', value]
-        query += " ORDER BY created DESC LIMIT ?"
+        wanted = dict(tags or {})
+        for key, value in wanted.items():
+            query += " AND instr(tags, ?) > 0"
+            params.append(_json_text({key: value})[1:-1])  # as create() wrote it
+        query += " ORDER BY created DESC"
+        if not wanted:
+            query += " LIMIT ?"
+            params.append(limit)
+        rows: list[sqlite3.Row] = []
         with self._connection() as connection:
-            rows = connection.execute(query, (*params, limit)).fetchall()
+            cursor = connection.execute(query, params)
+            try:
+                for row in cursor:
+                    if wanted and not _has_tags(row["tags"], wanted):
+                        continue
+                    rows.append(row)
+                    if len(rows) >= limit:
+                        break
+            finally:
+                cursor.close()  # ends the read at once, even when it stopped early
         return [self._view(row) for row in rows]
 
     def recover(self) -> int:
