@@ -262,6 +262,7 @@ def test_token_is_compared_in_constant_time(
 
     from configurable_agents.engine import prepare_workflow
     from configurable_agents.server import app as server_app
+    from configurable_agents.server import guard
     from configurable_agents.server.jobs import JobStore
 
     seen: list[tuple[bytes, bytes]] = []
@@ -270,7 +271,7 @@ def test_token_is_compared_in_constant_time(
         seen.append((given, wanted))
         return given == wanted
 
-    monkeypatch.setattr(server_app.hmac, "compare_digest", spy)
+    monkeypatch.setattr(guard.hmac, "compare_digest", spy)
     prepared = prepare_workflow(ROOT / "examples" / "article_writer.yaml", llm="mock")
     app = server_app.create_app(prepared, jobs=JobStore(tmp_path / "runs.db"), token="t0k")
 

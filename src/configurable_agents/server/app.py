@@ -3,26 +3,55 @@
 ``POST /runs`` starts a run exactly once and waits up to ``wait_seconds`` for it: 200 with the
 result, else 202 with the run's ``status_url`` while the same execution goes on. Runs live in the
 job table (:mod:`.jobs`), so ``GET /runs/{id}`` answers after a restart too.
+
+Every answer is JSON (``/metrics`` is text) and in the OpenAPI document with its model: request
+bodies are parsed strictly (:mod:`.wire`), the token and body limit are checked first
+(:mod:`.guard`), and the document names every status (:mod:`.openapi`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel, StringConstraints
+from starlette.exceptions import HTTPException
 
+from ..config.loader import Workflow
 from ..engine import InputError, PreparedWorkflow
 from .executor import Executor, LocalExecutor
+from .guard import Guard
 from .jobs import UNFINISHED, JobStore
 from .metrics import Metrics
-from .schemas import MAX_WAIT_S, RunRequest, io_schemas
+from .openapi import finish_document, responses
+from .schemas import (
+    MAX_WAIT_S,
+    Accepted,
+    Health,
+    NotReady,
+    Ready,
+    Run,
+    RunList,
+    RunRequest,
+    RunState,
+    WorkflowSchemas,
+    io_schemas,
+    run_request_model,
+)
+from .wire import (
+    MAX_JSON_DEPTH,
+    SafeJSONResponse,
+    StrictJSONRoute,
+    http_error,
+    validation_error,
+)
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "OPEN_PATHS", "TOKEN_ENV", "create_app"]
 
@@ -36,71 +65,15 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 """Largest request body accepted (1 MiB); larger ones get 413."""
 
 _log = logging.getLogger(__name__)
-_Scope = MutableMapping[str, Any]
-_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+_Tag = Annotated[str, StringConstraints(pattern=r"^[^=]+=")]
+"""A ``tag`` query value: ``KEY=VALUE``, the key not empty."""
 
-async def _answer(send: _Send, status: int, detail: str, headers: dict[str, str]) -> None:
-    response = JSONResponse({"detail": detail}, status, headers=headers)
-    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
-
-
-class _Guard:
-    """ASGI middleware: the bearer token (compared in constant time) and the body size limit."""
-
-    def __init__(self, app: Any, token: str | None, max_body_bytes: int) -> None:
-        self.app = app
-        self.token = token.encode() if token else None
-        self.max_body = max_body_bytes
-
-    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
-        if self.token is not None and scope["path"] not in OPEN_PATHS:
-            scheme, _, given = headers.get("authorization", b"").partition(b" ")
-            if not (scheme.lower() == b"bearer" and hmac.compare_digest(given, self.token)):
-                detail = "missing or wrong bearer token"
-                return await _answer(send, 401, detail, {"WWW-Authenticate": "Bearer"})
-        too_large = f"request body over {self.max_body} bytes"
-        length = headers.get("content-length", b"0")
-        if not length.isdigit():
-            return await _answer(send, 400, "invalid Content-Length", {})
-        if int(length) > self.max_body:
-            await self._discard(receive, True)
-            return await _answer(send, 413, too_large, {"Connection": "close"})
-        if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
-            return await self.app(scope, receive, send)
-        body, more = b"", True
-        while more:  # read it all first: a chunked body may be larger than it said
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_body:
-                await self._discard(receive, more)  # a client still sending would get a reset
-                return await _answer(send, 413, too_large, {"Connection": "close"})
-        replayed = False
-
-        async def replay() -> MutableMapping[str, Any]:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await self.app(scope, replay, send)
-
-    async def _discard(self, receive: _Receive, more: bool) -> None:
-        """Read and drop the rest of a body, up to ten times the limit."""
-        dropped = 0
-        while more and dropped <= 10 * self.max_body:
-            message = await receive()
-            dropped += len(message.get("body", b""))
-            more = message.get("more_body", False) and message["type"] != "http.disconnect"
+_CONDUCT = (
+    "Answers are JSON (`/metrics` is Prometheus text). Request bodies must be strict JSON "
+    f"(UTF-8, no NaN or Infinity, no lone surrogates, nested at most {MAX_JSON_DEPTH} deep), "
+    "else 422. A method a path does not serve gets 405 with `Allow`."
+)
 
 
 def _field_errors(error: InputError) -> list[dict[str, Any]]:
@@ -154,104 +127,175 @@ def create_app(
 
             await asyncio.to_thread(flush_all, shutdown_timeout)
 
+    auth = bool(token)
     app = FastAPI(
         title=f"{workflow.name} (configurable-agents)",
         version=workflow.config.flow.version or "0",
-        description=workflow.config.flow.description or f"Runs of the workflow {workflow.name}.",
+        description=_description(workflow, auth),
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
+    app.router.route_class = StrictJSONRoute
     app.state.metrics = metrics
-    app.add_middleware(_Guard, token=token, max_body_bytes=max_body_bytes)
+    app.add_middleware(Guard, token=token, max_body_bytes=max_body_bytes, open_paths=OPEN_PATHS)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
 
     @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    async def internal_error(request: Request, exc: Exception) -> Response:
         _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": "internal error; see the server's log"}, 500)
+        return SafeJSONResponse({"detail": "internal error; see the server's log"}, 500)
 
-    @app.post("/runs", responses={202: {"description": "Still running; poll `status_url`."}})
-    async def start_run(body: RunRequest) -> JSONResponse:
+    _start_route(app, workflow, runner, jobs, auth)
+    _run_routes(app, workflow.name, runner, jobs, auth)
+    _info_routes(app, workflow, metrics, jobs, ready, auth)
+    finish_document(app, auth, OPEN_PATHS)
+    return app
+
+
+def _description(workflow: Workflow, auth: bool) -> str:
+    first = workflow.config.flow.description or f"Runs of the workflow {workflow.name}."
+    token = (
+        "Every operation but `/health` and `/ready` needs `Authorization: Bearer <token>`."
+        if auth
+        else ""
+    )
+    return f"{first}\n\n{_CONDUCT} {token}".rstrip()
+
+
+def _ok(model: type[BaseModel], description: str, **extra: Any) -> dict[str, Any]:
+    return {"model": model, "description": description, **extra}
+
+
+def _start_route(
+    app: FastAPI, workflow: Workflow, runner: Executor, jobs: JobStore, auth: bool
+) -> None:
+    """``POST /runs``, its body documented with the workflow's inputs."""
+
+    async def start_run(body: RunRequest) -> Response:
         """Start a run; its result if it ends within ``wait_seconds``, else 202 and its URL."""
         try:
             run_id = await runner.submit(body.inputs, body.tags)
         except InputError as exc:
-            return JSONResponse({"detail": _field_errors(exc)}, 422)
-        if await runner.wait(run_id, body.wait_seconds):
-            return JSONResponse(jobs.get(run_id))
-        url, view = f"/runs/{run_id}", jobs.get(run_id) or {}
-        return JSONResponse(
-            {"run_id": run_id, "status": view.get("status"), "status_url": url},
-            202,
-            {"Location": url},
-        )
+            return SafeJSONResponse({"detail": _field_errors(exc)}, 422)
+        ended = await runner.wait(run_id, body.wait_seconds)
+        view = await asyncio.to_thread(jobs.get, run_id)
+        if ended:
+            return SafeJSONResponse(view)
+        url = f"/runs/{run_id}"
+        accepted = {"run_id": run_id, "status": (view or {}).get("status"), "status_url": url}
+        return SafeJSONResponse(accepted, 202, {"Location": url})
 
-    @app.get("/runs/{run_id}")
+    start_run.__annotations__["body"] = run_request_model(workflow)
+    location = {"Location": {"description": "`status_url`", "schema": {"type": "string"}}}
+    documented = {
+        200: _ok(Run, "The run ended within `wait_seconds`: its result (any status)."),
+        202: _ok(Accepted, "Still queued or running; poll `status_url`.", headers=location),
+        **responses(auth=auth),
+    }
+    app.post("/runs", response_model=None, responses=documented)(start_run)
+
+
+def _run_routes(app: FastAPI, name: str, runner: Executor, jobs: JobStore, auth: bool) -> None:
+    """``GET /runs/{id}``, ``GET /runs`` and ``DELETE /runs/{id}``."""
+    one = {200: _ok(Run, "The run."), **responses(404, auth=auth)}
+
+    @app.get("/runs/{run_id}", response_model=None, responses=one)
     async def get_run(
-        run_id: str, wait_seconds: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0.0
-    ) -> JSONResponse:
+        run_id: str,
+        wait_seconds: Annotated[float, Query(ge=0, le=MAX_WAIT_S, allow_inf_nan=False)] = 0.0,
+    ) -> Response:
         """A run: status, outputs, state, cost, tokens, trace id, error. ``wait_seconds`` waits
         for a running run to end first."""
         if wait_seconds:
             await runner.wait(run_id, wait_seconds)
-        view = jobs.get(run_id)
-        if view is None or view["workflow"] != workflow.name:
-            return JSONResponse({"detail": f"no run {run_id!r}"}, 404)
-        return JSONResponse(view)
+        view = await asyncio.to_thread(jobs.get, run_id)
+        if view is None or view["workflow"] != name:
+            return SafeJSONResponse({"detail": f"no run {run_id!r}"}, 404)
+        return SafeJSONResponse(view)
 
-    @app.get("/runs")
+    many = {200: _ok(RunList, "Runs, most recent first."), **responses(auth=auth)}
+
+    @app.get("/runs", response_model=None, responses=many)
     async def list_runs(
-        status: str | None = None,
+        status: RunState | None = None,  # type: ignore[valid-type]
         tag: Annotated[
-            list[str], Query(description="KEY=VALUE, repeatable: runs with these tags.")
+            list[_Tag], Query(description="`KEY=VALUE`, repeatable: runs with all these tags.")
         ] = [],  # noqa: B006
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> JSONResponse:
+    ) -> Response:
         """Recent runs of this workflow, newest first."""
-        tags = {}
-        for pair in tag:
-            key, sep, value = pair.partition("=")
-            if not sep or not key:
-                return JSONResponse({"detail": f"tag {pair!r}: expected KEY=VALUE"}, 422)
-            tags[key] = value
-        return JSONResponse(
-            {"runs": jobs.list(workflow.name, status=status, tags=tags, limit=limit)}
-        )
+        tags = dict(pair.split("=", 1) for pair in tag)
+        state = None if status is None else status.value
+        found = await asyncio.to_thread(jobs.list, name, status=state, tags=tags, limit=limit)
+        return SafeJSONResponse({"runs": found})
 
-    @app.delete("/runs/{run_id}")
-    async def cancel_run(run_id: str) -> JSONResponse:
+    cancel = {200: _ok(Run, "The run, now cancelled."), **responses(404, 409, auth=auth)}
+
+    @app.delete("/runs/{run_id}", response_model=None, responses=cancel)
+    async def cancel_run(run_id: str) -> Response:
         """Cancel a queued or running run; its partial state is kept."""
-        view = jobs.get(run_id)
-        if view is None or view["workflow"] != workflow.name:
-            return JSONResponse({"detail": f"no run {run_id!r}"}, 404)
+        view = await asyncio.to_thread(jobs.get, run_id)
+        if view is None or view["workflow"] != name:
+            return SafeJSONResponse({"detail": f"no run {run_id!r}"}, 404)
         if view["status"] not in UNFINISHED:
-            return JSONResponse({"detail": f"run {run_id} already ended: {view['status']}"}, 409)
+            detail = f"run {run_id} already ended: {view['status']}"
+            return SafeJSONResponse({"detail": detail}, 409)
         if not await runner.cancel(run_id):
-            return JSONResponse({"detail": f"run {run_id} is not run by this server"}, 409)
-        return JSONResponse(jobs.get(run_id))
+            return SafeJSONResponse({"detail": f"run {run_id} is not run by this server"}, 409)
+        return SafeJSONResponse(await asyncio.to_thread(jobs.get, run_id))
 
+
+def _info_routes(
+    app: FastAPI,
+    workflow: Workflow,
+    metrics: Metrics,
+    jobs: JobStore,
+    ready: asyncio.Event,
+    auth: bool,
+) -> None:
+    """``/schema``, ``/health``, ``/ready`` and ``/metrics``."""
     schemas = io_schemas(workflow)
+    described = {200: _ok(WorkflowSchemas, "The schemas."), **responses(auth=auth)}
 
-    @app.get("/schema")
-    async def schema() -> dict[str, Any]:
+    @app.get("/schema", response_model=None, responses=described)
+    async def schema() -> Response:
         """JSON Schemas of the inputs a run accepts and the outputs it returns."""
-        return schemas
+        return SafeJSONResponse(schemas)
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
+    @app.get(
+        "/health",
+        response_model=None,
+        responses={200: _ok(Health, "Alive."), **responses(auth=False)},
+    )
+    async def health() -> Response:
         """Liveness: the process answers."""
-        return {"status": "ok"}
+        return SafeJSONResponse({"status": "ok"})
 
-    @app.get("/ready")
-    async def readiness() -> JSONResponse:
+    probed: dict[int | str, dict[str, Any]] = {
+        200: _ok(Ready, "Ready."),
+        503: _ok(NotReady, "Starting or stopping."),
+    }
+
+    @app.get("/ready", response_model=None, responses={**probed, **responses(auth=False)})
+    async def readiness() -> Response:
         """Readiness: started, not shutting down, and the job table answers."""
         if not ready.is_set():
-            return JSONResponse({"status": "not ready"}, 503)
-        jobs.list(workflow.name, limit=1)
-        return JSONResponse({"status": "ready", "workflow": workflow.name})
+            return SafeJSONResponse({"status": "not ready"}, 503)
+        await asyncio.to_thread(jobs.list, workflow.name, limit=1)
+        return SafeJSONResponse({"status": "ready", "workflow": workflow.name})
 
-    @app.get("/metrics")
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    exposition: dict[int | str, dict[str, Any]] = {
+        200: {"description": "Prometheus text exposition.", "content": text}
+    }
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={**exposition, **responses(auth=auth)},
+    )
     async def prometheus_metrics() -> Response:
         """Prometheus metrics (text exposition format)."""
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
-
-    return app

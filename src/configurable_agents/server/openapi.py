@@ -1,0 +1,86 @@
+"""What the OpenAPI document says beyond what FastAPI infers: every status each operation can
+answer, with its model, and the bearer scheme when a token is configured."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+from fastapi import FastAPI
+
+from .schemas import Error
+
+__all__ = ["BEARER_SCHEME", "finish_document", "responses"]
+
+BEARER_SCHEME = "bearerAuth"
+"""Name of the bearer token's security scheme in ``components.securitySchemes``."""
+
+_JSON_ERRORS: dict[int, str] = {
+    400: "Malformed request (a `Content-Length` that is not a number).",
+    401: "Missing or wrong bearer token.",
+    404: "No such run of this workflow.",
+    409: "The run already ended, or is not run by this server.",
+    413: "Request body over the server's `--max-body-bytes`.",
+}
+
+_WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
+
+
+def responses(*statuses: int, auth: bool) -> dict[int | str, dict[str, Any]]:
+    """The error answers of an operation: the given statuses, 400 and 413 (any request can
+    carry them), and 401 when a token is required (``auth``)."""
+    wanted = sorted({*statuses, 400, 413, *([401] if auth else [])})
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in wanted:
+        documented[status] = {"model": Error, "description": _JSON_ERRORS[status]}
+        if status == 401:
+            documented[status]["headers"] = _WWW_AUTHENTICATE
+    return documented
+
+
+def _plain_path_only(operation: dict[str, Any]) -> bool:
+    """Whether nothing of a request to the operation can fail validation (no body, only
+    unconstrained text in the path)."""
+    if "requestBody" in operation:
+        return False
+    for parameter in operation.get("parameters", []):
+        unconstrained = set(parameter["schema"]) <= {"type", "title", "description"}
+        if parameter["in"] != "path" or parameter["schema"].get("type") != "string":
+            return False
+        if not unconstrained:
+            return False
+    return True
+
+
+def _errors_as_json(operation: dict[str, Any]) -> None:
+    """Error answers are JSON whatever the operation's own media type (``/metrics``: text)."""
+    for status, response in operation["responses"].items():
+        content = response.get("content", {})
+        if int(status) >= 400 and content and "application/json" not in content:
+            response["content"] = {"application/json": next(iter(content.values()))}
+
+
+def finish_document(app: FastAPI, token_required: bool, open_paths: Collection[str]) -> None:
+    """Finish ``app``'s OpenAPI document when it is first built: the bearer scheme on every
+    operation outside ``open_paths`` when ``token_required``, error answers as JSON, and no 422
+    where validation cannot fail (FastAPI lists it for any operation with a parameter)."""
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        for path, item in document["paths"].items():
+            for operation in item.values():
+                _errors_as_json(operation)
+                if _plain_path_only(operation):
+                    operation["responses"].pop("422", None)
+                if token_required and path not in open_paths:
+                    operation["security"] = [{BEARER_SCHEME: []}]
+        if token_required:
+            schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes[BEARER_SCHEME] = {"type": "http", "scheme": "bearer"}
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
