@@ -31,6 +31,8 @@ def _no_recording_unless_asked(
     the user's spool."""
     monkeypatch.setenv("CONFIGURABLE_AGENTS_TRACING", "off")
     monkeypatch.setenv("CONFIGURABLE_AGENTS_SPOOL", str(tmp_path_factory.mktemp("spool") / "s.db"))
+    # A writer stays warm between commands; each test has its own spool, so none would be reused.
+    monkeypatch.setenv("CONFIGURABLE_AGENTS_WRITER_IDLE", "1")
 
 
 @pytest.fixture

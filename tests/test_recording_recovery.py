@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,12 +37,18 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+class _SpoolOnly(Recorder):
+    """Spools runs and starts no writer: the test does the writing."""
+
+    def _writer(self) -> Any:
+        return types.SimpleNamespace(ensure=lambda: None)
+
+
 def _spooled_run(tmp_path: Path, store: str) -> tuple[Spool, str]:
     """One finished run waiting in a fresh spool; returns the spool and the run's trace id."""
     workflow = load_workflow(ROOT / "examples" / "article_writer.yaml")
     spool = Spool(tmp_path / "spool.db")
-    recorder = Recorder(workflow, MlflowConfig(tracking_uri=store), spool=spool)
-    recorder._writer = lambda: None  # spool only: the test does the writing
+    recorder = _SpoolOnly(workflow, MlflowConfig(tracking_uri=store), spool=spool)
     result = run_workflow(workflow, {"topic": "bees"}, llm="mock", trace=False)
     return spool, recorder.record(result)
 
@@ -141,7 +148,9 @@ def test_a_dead_server_means_local_recording_and_sync_copies_it_there_once(
 
     port = _free_port()
     dead = f"http://127.0.0.1:{port}"
-    ran = _cli("run", str(_workflow_for(tmp_path, dead)), "-i", "topic=x", "--llm", "mock")
+    ran = _cli(
+        "run", str(_workflow_for(tmp_path, dead)), "-i", "topic=x", "--llm", "mock", "--wait"
+    )
     assert ran.returncode == 0, ran.stderr
     assert f"MLflow server {dead} does not answer; recording to sqlite:///mlflow.db" in ran.stderr
     trace_id = ran.stderr.split("Trace ")[1].split()[0]

@@ -236,6 +236,13 @@ def _parse_tags(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the result as JSON.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Label the run.")
 @click.option("--trace", is_flag=True, help="Record this run in MLflow (whatever the file says).")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait until the trace is written to the store, up to $CONFIGURABLE_AGENTS_FLUSH_TIMEOUT "
+    "seconds (default 60). Without it the trace is spooled on disk and the background writer "
+    "writes it after the command ends.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show prompts, tool calls and outputs.")
 def run(
     file: Path,
@@ -245,6 +252,7 @@ def run(
     output: Path | None,
     tags: tuple[str, ...],
     trace: bool,
+    wait: bool,
     verbose: bool,
 ) -> None:
     """Run a workflow FILE and print its outputs as JSON.
@@ -293,22 +301,37 @@ def run(
         click.echo(f"{result.status.value}: {result.error}", err=True)
         if result.status.value != "success":
             click.echo("partial state: " + json.dumps(result.state, default=str), err=True)
-    if result.trace_id:
-        _flush_recording(prepared.recorder, f"Trace {result.trace_id}")
+    if result.trace_id and wait:
+        _flush_recording(prepared.recorder, f"Trace {result.trace_id}", default_timeout=60)
+    elif result.trace_id:
+        _say_where(prepared.recorder, f"Trace {result.trace_id}")
     click.echo(closing_line(result), err=True)
     sys.exit(130 if interrupted else EXIT_CODES[result.status.value])
 
 
-def _flush_recording(recorder: Any, what: str) -> None:
+def _flush_recording(recorder: Any, what: str, default_timeout: float = 10) -> None:
     """Give the recorder's writer its exit wait, then say whether ``what`` reached the store."""
     from .observability.recorder import FLUSH_TIMEOUT_ENV
 
     where = recorder.destination
-    if recorder.flush(float(os.environ.get(FLUSH_TIMEOUT_ENV, "10"))):
+    if recorder.flush(float(os.environ.get(FLUSH_TIMEOUT_ENV, default_timeout))):
         click.echo(f"{what} written to {where}", err=True)
     else:
         click.echo(
             f"{what} spooled for {where}; `configurable-agents observability flush` writes it",
+            err=True,
+        )
+
+
+def _say_where(recorder: Any, what: str) -> None:
+    """Say where ``what`` is now, without waiting for the background writer."""
+    where = recorder.destination
+    if not recorder.spool.pending(where):
+        click.echo(f"{what} written to {where}", err=True)
+    else:
+        click.echo(
+            f"{what} spooled in {recorder.spool.path}; the background writer is writing it to "
+            f"{where} (`configurable-agents observability flush` waits for it)",
             err=True,
         )
 

@@ -1,50 +1,67 @@
 """The background writer process: ``python -m configurable_agents.observability.drainer SPOOL
-DESTINATION PARENT_PID``.
+DESTINATION``.
 
-Drains the spool's rows for one destination as they arrive. Once the parent process is gone it
-writes what is left (for at most :data:`GRACE_S` seconds) and exits; failures are noted on the
-rows (see ``observability status``) and retried with backoff.
+Drains the spool's rows for one destination as they arrive, holding the destination's
+:class:`~.spool.WriterLock` so that one writer serves every process recording there. It stays warm
+between commands: once no row has come for :data:`IDLE_S` seconds
+(``$CONFIGURABLE_AGENTS_WRITER_IDLE``) it exits, so that the next ``run`` finds MLflow already
+imported and the store open. Failures are noted on the rows (see ``observability status``) and
+retried with backoff.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 
-from .spool import Spool, process_alive
+from .spool import Spool, WriterLock
 from .writer import drain
 
-__all__ = ["GRACE_S", "main"]
+__all__ = ["IDLE_ENV", "IDLE_S", "main"]
 
-GRACE_S = 60.0
-"""How long the writer keeps trying after its parent has exited."""
+IDLE_ENV = "CONFIGURABLE_AGENTS_WRITER_IDLE"
+"""Environment variable overriding :data:`IDLE_S`."""
 
-POLL_S = 0.1
+IDLE_S = 300.0
+"""How long an idle writer waits for new rows before it exits."""
+
+POLL_S = 0.05
 """How often an idle writer looks for new rows."""
 
 
-def main(spool_path: str, destination: str, parent: int) -> int:
-    """Drain until the parent is gone and the destination's rows are written (or time is up)."""
+def main(spool_path: str, destination: str) -> int:
+    """Drain until no row has come for the idle time; at once if another writer holds the lock."""
+    lock = WriterLock(spool_path, destination)
+    if not lock.acquire():
+        return 0  # another writer drains this destination
     spool = Spool(spool_path)
+    idle_s = float(os.environ.get(IDLE_ENV, IDLE_S))
     failures = 0
-    orphaned_at: float | None = None
+    last_row = time.monotonic()
     while True:
-        if orphaned_at is None and not process_alive(parent):
-            orphaned_at = time.monotonic()
-        if orphaned_at is not None and (
-            spool.pending(destination) == 0 or time.monotonic() - orphaned_at > GRACE_S
-        ):
-            return 0
         try:
             written = drain(spool, destination=destination)
             failures = 0
         except Exception:  # the rows keep the error; try again later
-            failures += 1
-            time.sleep(min(30.0, 0.5 * 2**failures))
+            written, failures = 0, failures + 1
+        now = time.monotonic()
+        if written:
+            last_row = now
             continue
-        if not written:
-            time.sleep(POLL_S)
+        if not Path(spool_path).exists():
+            return 0  # the spool was deleted (a temporary one): nothing will come
+        if now - last_row > idle_s:
+            lock.release()
+            # A row spooled just before the release finds no writer only if its process checked
+            # before this one let go: look once more, and carry on if one came. A store that kept
+            # failing is left alone: its rows stay spooled for the next writer.
+            if failures or not spool.pending(destination) or not lock.acquire():
+                return 0
+            last_row = now
+        time.sleep(min(30.0, 0.5 * 2**failures) if failures else POLL_S)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    sys.exit(main(sys.argv[1], sys.argv[2]))

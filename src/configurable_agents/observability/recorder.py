@@ -149,6 +149,8 @@ class Recorder:
         """The process pruning the store at start (`prune_on_start`), if this recorder began it."""
         if config.prune_on_start and self.enabled:
             self._prune_once()
+        if config.async_logging and self.enabled:
+            self._writer()  # its start (importing MLflow, opening the store) overlaps the runs
 
     def _prune_once(self) -> None:
         key = (self.destination, self.config.experiment_name)
@@ -218,7 +220,7 @@ class Recorder:
         payload["key"] = uuid.uuid4().hex  # names the MLflow run, so a retried write finds it
         self.spool.put(self.destination, self.config.experiment_name, payload)
         if self.config.async_logging:
-            self._writer()
+            self._writer().ensure()  # a writer that went idle meanwhile is started again
         else:
             try:
                 drain(self.spool, destination=self.destination)

@@ -9,6 +9,8 @@ taken over.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -25,6 +27,7 @@ __all__ = [
     "SPOOL_ENV",
     "Spool",
     "SpoolItem",
+    "WriterLock",
     "default_spool_path",
     "process_alive",
 ]
@@ -61,6 +64,44 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class WriterLock:
+    """The lock a background writer holds for as long as it drains one destination of a spool:
+    held means a writer is alive for it (the kernel drops the lock of a process that dies)."""
+
+    def __init__(self, spool_path: str | os.PathLike[str], destination: str) -> None:
+        digest = hashlib.sha256(destination.encode()).hexdigest()[:16]
+        self.path = Path(f"{spool_path}.{digest}.writer")
+        self._handle: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if no writer holds it; whether this process now holds it."""
+        if self._handle is not None:
+            return True
+        handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(handle)
+            return False
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        """Give the lock up (closing the file releases it)."""
+        if self._handle is not None:
+            os.close(self._handle)
+            self._handle = None
+
+    def writer_alive(self) -> bool:
+        """Whether some writer holds the lock (this process included)."""
+        if self._handle is not None:
+            return True
+        if not self.acquire():
+            return True
+        self.release()
+        return False
 
 
 def default_spool_path() -> Path:

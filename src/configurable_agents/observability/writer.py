@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .spool import Spool, SpoolItem
+from .spool import Spool, SpoolItem, WriterLock
 
 __all__ = ["BATCH_SIZE", "RECORD_KEY_TAG", "BackgroundWriter", "MlflowWriter", "drain"]
 
@@ -214,34 +214,46 @@ def drain(spool: Spool, *, destination: str | None = None, deadline: float | Non
 
 
 class BackgroundWriter:
-    """A separate process draining the spool for one destination.
+    """The separate process draining the spool for one destination, shared by every process
+    that records there (:class:`~.spool.WriterLock`), and kept warm between commands.
 
     A process, not a thread: writing to MLflow is CPU-bound Python (its ORM), and in a thread it
     would take the interpreter lock from the runs it records. The runs' process never imports
-    MLflow. The writer polls the spool; when its parent is gone it writes what is left and exits.
+    MLflow. This object only makes sure such a writer is alive, starting one when none is.
     """
 
     def __init__(self, spool: Spool, destination: str) -> None:
+        self.spool = spool
+        self.destination = destination
+        self.lock = WriterLock(spool.path, destination)
+        self.pid: int | None = None
+        """The writer this object started last, if any."""
+        self.ensure()
+
+    def ensure(self) -> None:
+        """Start a writer unless one is alive for this destination."""
         import subprocess
         import sys
 
-        self.spool = spool
-        self.destination = destination
-        self._process = subprocess.Popen(
+        if self.lock.writer_alive():
+            return
+        process = subprocess.Popen(
             [sys.executable, "-m", "configurable_agents.observability.drainer",
-             str(spool.path), destination, str(os.getpid())],
+             str(self.spool.path), self.destination],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal does not cut a batch short
         )  # fmt: skip
+        self.pid = process.pid
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for this destination's rows to be written; whether
         they all were (what is left stays spooled, and the writer goes on after this process)."""
         deadline = time.monotonic() + timeout
         while self.spool.pending(self.destination):
-            if time.monotonic() >= deadline or self._process.poll() is not None:
-                return self.spool.pending(self.destination) == 0
+            if time.monotonic() >= deadline:
+                return False
+            self.ensure()
             time.sleep(0.05)
         return True
