@@ -23,7 +23,7 @@ from .test_server import Server, server_env
 from .test_server_http import write_typed
 
 TOKEN = "fuzz-token"
-MAX_EXAMPLES = 50
+MAX_EXAMPLES = 35
 """Cases per operation and phase."""
 
 OPERATIONS = {
