@@ -1,70 +1,134 @@
 """Masking what must not leave the process: secrets always, personal data on request.
 
-Values of environment variables that hold secrets (names with KEY, TOKEN, SECRET or PASSWORD) are
-replaced wherever they appear, whatever the settings. With ``redact_pii`` also e-mail addresses,
-phone numbers, card numbers (Luhn-checked), IBANs, US SSNs and API-key-shaped strings.
+Secrets from the environment are replaced by ``[REDACTED]`` wherever they appear, whatever the
+settings: the values of variables whose name has a word ending in KEY, TOKEN, SECRET, PASSWORD,
+PASSWD, PASSPHRASE, PASS, PWD, CREDENTIAL(S), AUTH or DSN (any case), and the password of any
+URL in the environment, matched whatever their case. A value of at least
+:data:`ENV_SECRET_MIN_LENGTH` characters is masked; one shorter than
+:data:`ENV_SECRET_SUBSTRING_LENGTH` only where it stands as a whole word.
+
+With ``redact_pii`` also credentials in the formats of :mod:`.detectors` (cloud and forge tokens,
+JWTs, ``Bearer`` values, private keys, API-key-shaped strings) and personal data: e-mail
+addresses (also ``name(at)domain``), IBANs, card numbers, US SSNs and phone numbers.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["make_scrubber"]
-
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
-_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("EMAIL", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")),
-    ("API_KEY", re.compile(r"\b(?:sk|pk|rk|ak|gsk|xox[bp])[-_][A-Za-z0-9_-]{16,}\b")),
-    ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")),
-    ("SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
+__all__ = [
+    "ENV_SECRET_MIN_LENGTH",
+    "ENV_SECRET_SUBSTRING_LENGTH",
+    "Scrub",
+    "env_secrets",
+    "make_scrubber",
+    "scrub_statuses",
 ]
-_CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
-_PHONE = re.compile(r"(?<![\w-])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,4}(?![\w-])")
+
+ENV_SECRET_MIN_LENGTH = 4
+"""Shorter secret values are not masked: one to three characters ("1", "eu", "dev") stand for
+common words and numbers, so masking them would riddle every trace with ``[REDACTED]`` while
+hiding a value that can be guessed anyway (at most a few hundred thousand combinations)."""
+
+ENV_SECRET_SUBSTRING_LENGTH = 8
+"""From this length on a secret is masked inside longer words too; shorter ones only as whole
+words, so that a 4-digit PIN does not cut numbers that merely contain its digits."""
+
+_SECRET_WORDS = (
+    "KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "PASS", "PWD",
+    "CREDENTIAL", "CREDENTIALS", "AUTH", "DSN",
+)  # fmt: skip
+_NOT_SECRET_NAMES = frozenset({"PWD", "OLDPWD"})  # the working directory
+_NOT_SECRET_VALUES = frozenset(
+    {"true", "false", "yes", "no", "on", "off", "none", "null", "nil", "auto", "default",
+     "enabled", "disabled", "unset"}
+)  # fmt: skip
+_REDACTED = "[REDACTED]"
+_CACHE_SIZE = 512  # a trace repeats its prompts (node span, call spans): scrub each text once
+
+Scrub = Callable[[Any], Any]
 
 
-def _luhn(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
+def _secret_name(name: str) -> bool:
+    """Whether a variable's name says it holds a secret: one of its words (split on anything
+    but letters and digits, trailing digits dropped) ends with a secret word."""
+    upper = name.upper()
+    if upper in _NOT_SECRET_NAMES:
+        return False
+    words = (w.rstrip("0123456789") for w in re.split(r"[^A-Z0-9]+", upper))
+    return any(word.endswith(_SECRET_WORDS) for word in words if word)
 
 
-def _mask_cards(text: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", match.group())
-        return "[CARD]" if 13 <= len(digits) <= 19 and _luhn(digits) else match.group()
-
-    return _CARD.sub(replace, text)
-
-
-def _mask_pii(text: str) -> str:
-    text = _mask_cards(text)
-    for label, pattern in _PATTERNS:
-        text = pattern.sub(f"[{label}]", text)
-    return _PHONE.sub(
-        lambda m: "[PHONE]" if len(re.sub(r"\D", "", m.group())) >= 7 else m.group(), text
-    )
+def _url_password(value: str) -> str | None:
+    if "://" not in value or "@" not in value:
+        return None
+    try:
+        return urlsplit(value.strip()).password
+    except ValueError:
+        return None
 
 
-def make_scrubber(env: Mapping[str, str], *, redact_pii: bool) -> Callable[[Any], Any]:
-    """A function masking secrets (and PII if asked) in strings nested anywhere in a value."""
-    secrets = sorted(
-        {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8}, key=len, reverse=True
-    )
+def env_secrets(env: Mapping[str, str]) -> list[str]:
+    """The values of ``env`` to mask, longest first (see the module's docstring)."""
+    found: set[str] = set()
+    for name, value in env.items():
+        candidates = [value] if _secret_name(name) else []
+        password = _url_password(value)
+        if password:
+            candidates.append(password)
+        for candidate in candidates:
+            candidate = candidate.strip()
+            if (
+                len(candidate) >= ENV_SECRET_MIN_LENGTH
+                and candidate.lower() not in _NOT_SECRET_VALUES
+            ):
+                found.add(candidate)
+    return sorted(found, key=lambda s: (-len(s), s))
 
-    def text(value: str) -> str:
-        for secret in secrets:
-            value = value.replace(secret, "[REDACTED]")
-        return _mask_pii(value) if redact_pii else value
+
+def _secrets_masker(secrets: list[str]) -> Callable[[str], str]:
+    """One case-insensitive pass masking every secret; texts that cannot hold any (checked on
+    their lower-case form, far cheaper than the pattern) are returned as they are."""
+    if not secrets:
+        return lambda text: text
+    parts = []
+    for secret in secrets:
+        escaped = re.escape(secret)
+        if len(secret) < ENV_SECRET_SUBSTRING_LENGTH:
+            escaped = rf"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])"
+        parts.append(escaped)
+    pattern = re.compile("|".join(parts), re.IGNORECASE)
+    lowered = [secret.lower() for secret in secrets]
+
+    def mask(text: str) -> str:
+        low = text.lower()
+        if not any(secret in low for secret in lowered):
+            return text
+        return pattern.sub(_REDACTED, text)
+
+    return mask
+
+
+def make_scrubber(env: Mapping[str, str], *, redact_pii: bool) -> Scrub:
+    """A function masking secrets (and PII if asked) in strings nested anywhere in a value:
+    mapping keys and values, list and tuple items (tuples become lists)."""
+    mask_secrets = _secrets_masker(env_secrets(env))
+    if redact_pii:
+        from .detectors import mask_pii
+
+        def text(value: str) -> str:
+            return mask_pii(mask_secrets(value))
+    else:
+        text = mask_secrets
+    cached = functools.lru_cache(maxsize=_CACHE_SIZE)(text)
 
     def scrub(value: Any) -> Any:
         if isinstance(value, str):
-            return text(value)
+            return cached(value) if len(value) >= ENV_SECRET_MIN_LENGTH else value
         if isinstance(value, Mapping):
             return {scrub(k): scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
@@ -72,3 +136,12 @@ def make_scrubber(env: Mapping[str, str], *, redact_pii: bool) -> Callable[[Any]
         return value
 
     return scrub
+
+
+def scrub_statuses(spans: Iterable[dict[str, Any]], scrub: Scrub) -> None:
+    """Scrub, in place, the status message of span dictionaries (``spans.build_trace`` scrubs
+    their attributes and events but leaves a failed span's status message as the error was)."""
+    for span in spans:
+        status = span.get("status") or {}
+        if status.get("message"):
+            status["message"] = scrub(status["message"])
