@@ -30,7 +30,7 @@ from ..config.loader import Workflow
 from ..engine.records import RunResult
 from ..engine.run import SetupError
 from .recorder import FLUSH_TIMEOUT_ENV
-from .redact import make_scrubber
+from .redact import make_scrubber, scrub_statuses
 from .spans import build_trace
 
 __all__ = ["OtlpExporter", "flush_all"]
@@ -196,6 +196,7 @@ class OtlpExporter:
             log_prompts=self.log_prompts,
             trace_hex=trace_hex,
         )
+        scrub_statuses(spans, self.scrub)
         for span in spans:
             self.processor.on_end(self._readable(span))
 

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from ..config.loader import Workflow
 from ..config.settings import MlflowConfig
 from ..engine.records import RunResult
-from .redact import make_scrubber
+from .redact import make_scrubber, scrub_statuses
 from .spans import build_trace
 from .spool import Spool
 from .writer import BackgroundWriter, drain
@@ -198,13 +198,14 @@ class Recorder:
         recording is impossible (see :attr:`enabled`)."""
         if not self.enabled:
             return None
+        tags = dict(result.tags)
         if self.fallback_for is not None:
-            result = dataclasses.replace(
-                result, tags={**result.tags, FALLBACK_TAG: self.fallback_for}
-            )
+            tags[FALLBACK_TAG] = self.fallback_for
+        result = dataclasses.replace(result, tags=self._scrub_values(tags))
         trace_id, spans = build_trace(
             result, self.workflow, scrub=self.scrub, log_prompts=self.config.log_prompts
         )
+        scrub_statuses(spans, self.scrub)
         run = self._run_record(result, trace_id) if self.run_records else None
         self._spool({"trace_id": trace_id, "spans": spans, "run": run})
         return trace_id
@@ -213,8 +214,19 @@ class Recorder:
         """Spool an MLflow run with no trace of its own, linked to ``trace_ids`` (a batch's
         parent run); ``run`` has the keys of a run record (name, start_ms, end_ms, status,
         params, metrics, tags, artifacts)."""
-        run = {**run, "artifacts": self.scrub(run["artifacts"])}
+        run = {
+            **run,
+            "params": self._scrub_values(run["params"]),
+            "tags": self._scrub_values(run["tags"]),
+            "artifacts": self.scrub(run["artifacts"]),
+        }
         self._spool({"trace_id": None, "spans": [], "run": run, "linked_traces": trace_ids})
+
+    def _scrub_values(self, mapping: Mapping[str, Any]) -> dict[str, Any]:
+        """Scrubbed values under their keys as they are: tags and params become trace tags and
+        MLflow run tags and params, whose names MLflow limits to letters, digits and ``_-.:/ ``
+        (a masked key, ``[EMAIL]``, would make the whole run unwritable)."""
+        return {key: self.scrub(value) for key, value in mapping.items()}
 
     def _spool(self, payload: dict[str, Any]) -> None:
         payload["key"] = uuid.uuid4().hex  # names the MLflow run, so a retried write finds it
@@ -286,7 +298,7 @@ class Recorder:
             params[f"node_{record.node_id}_provider"] = record.provider
             params[f"node_{record.node_id}_model"] = record.model
         if not self.config.redact_pii:
-            params.update({f"input_{k}": v for k, v in self.scrub(result.inputs).items()})
+            params.update({f"input_{k}": v for k, v in self._scrub_values(result.inputs).items()})
         summary = {
             "trace_id": trace_id,
             "workflow_name": flow.name,
@@ -309,8 +321,8 @@ class Recorder:
             "params": params,
             "metrics": metrics,
             "tags": {
-                **self.config.tags,
-                **result.tags,
+                **self._scrub_values(self.config.tags),
+                **result.tags,  # scrubbed by `record`
                 "workflow": flow.name,
                 "run_status": result.status.value,
                 "configurable_agents.run_id": result.run_id,
