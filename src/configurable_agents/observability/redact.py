@@ -48,7 +48,8 @@ _NOT_SECRET_VALUES = frozenset(
      "enabled", "disabled", "unset"}
 )  # fmt: skip
 _REDACTED = "[REDACTED]"
-_CACHE_SIZE = 512  # a trace repeats its prompts (node span, call spans): scrub each text once
+_CACHE_SIZE = 32  # a trace repeats its prompts (node span, call spans): scrub each text once;
+# few entries, for a server keeps its scrubber (and these texts) for its lifetime
 
 Scrub = Callable[[Any], Any]
 
