@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from configurable_agents import RunResult, RunStatus, load_workflow
-from configurable_agents.engine import calls, prepare_workflow
+from configurable_agents import RunResult, RunStatus, load_workflow, prepare_workflow
+from configurable_agents.engine import calls
 
 from .stub_llm import Reply, StubLLM
 
@@ -325,9 +325,9 @@ def test_calls_keep_the_callbacks_they_would_have_had() -> None:
     from langchain_core.callbacks import BaseCallbackHandler
     from langchain_core.runnables import RunnableLambda
 
+    from configurable_agents.engine.capture import capture_config
     from configurable_agents.engine.records import LangChainRun
     from configurable_agents.llm.mock import MockChatModel
-    from configurable_agents.observability.autolog import capture_config
 
     class Seen(BaseCallbackHandler):
         run_inline = True

@@ -319,8 +319,8 @@ def test_run_batch_from_python_refuses_a_budget_it_cannot_enforce(
 ) -> None:
     import asyncio
 
+    from configurable_agents import SetupError, prepare_workflow
     from configurable_agents.batch import read_rows, run_batch
-    from configurable_agents.engine import SetupError, prepare_workflow
 
     workflow = _workflow(tmp_path, llm)
     data = _rows(tmp_path / "rows.jsonl", ["a"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -162,15 +163,40 @@ def test_branches_of_different_lengths_meet_once(tmp_path: Path) -> None:
 def test_observers_see_every_result_and_cannot_fail_a_run() -> None:
     import asyncio
 
-    from configurable_agents.engine import prepare_workflow
+    from configurable_agents.engine import NullObserver, prepare_workflow
 
-    prepared = prepare_workflow(ROOT / "examples" / "article_writer.yaml", llm="mock", trace=False)
     seen: list[str] = []
 
-    def broken(result: object) -> None:
-        raise RuntimeError("observer bug")
+    class Watcher(NullObserver):
+        def run_started(self, run: Any) -> None:
+            seen.append(f"start {run.run_id}")
 
-    prepared.observers += [lambda result: seen.append(result.run_id), broken]
-    result = asyncio.run(prepared.arun({"topic": "bees"}))
+        def call_finished(self, node_id: str, call: Any) -> None:
+            seen.append(f"call {node_id}")
+
+        def node_finished(self, record: Any) -> None:
+            seen.append(f"node {record.node_id}")
+
+        def run_finished(self, result: Any) -> None:
+            seen.append(f"end {result.run_id}")
+
+    class Broken(NullObserver):
+        def run_started(self, run: Any) -> None:
+            raise RuntimeError("observer bug")
+
+        def run_finished(self, result: Any) -> None:
+            raise RuntimeError("observer bug")
+
+    prepared = prepare_workflow(
+        ROOT / "examples" / "article_writer.yaml", llm="mock", observers=[Broken(), Watcher()]
+    )
+    result = asyncio.run(prepared.arun({"topic": "bees"}, run_id="r-1"))
     assert result.status is RunStatus.SUCCESS
-    assert seen == [result.run_id]
+    assert seen == ["start r-1", "call write", "node write", "end r-1"]
+
+
+def test_the_engine_attaches_no_observer_by_itself() -> None:
+    from configurable_agents.engine import prepare_workflow
+
+    path = ROOT / "examples" / "article_writer.yaml"  # it enables MLflow recording
+    assert prepare_workflow(path, llm="mock").observers == []

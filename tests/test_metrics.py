@@ -114,15 +114,15 @@ def test_metrics_match_the_runs_made(scenario: Scenario) -> None:
 
 def test_spool_backlog_and_lost_traces_are_counted(tmp_path: Path) -> None:
     from configurable_agents.engine import RunResult, RunStatus
+    from configurable_agents.observability.prometheus import Metrics
     from configurable_agents.observability.spool import Spool
-    from configurable_agents.server.metrics import Metrics
 
     spool = Spool(tmp_path / "spool.db")
     ids = [spool.put("sqlite:///m.db", "exp", {"run": n}) for n in range(2)]
     metrics = Metrics("wf", backlog=spool.pending)
     result = RunResult("r1", "wf", RunStatus.SUCCESS, {}, {}, [], trace_id="tr-1")
-    metrics.observe(result)
-    metrics.observe(RunResult("r2", "wf", RunStatus.FAILED, {}, {}, []))  # recording failed
+    metrics.run_finished(result)
+    metrics.run_finished(RunResult("r2", "wf", RunStatus.FAILED, {}, {}, []))  # recording failed
     scraped = samples(metrics.render()[0].decode())
     assert value(scraped, "traces_spooled") == 2
     assert value(scraped, "traces_dropped_total") == 1
@@ -130,7 +130,7 @@ def test_spool_backlog_and_lost_traces_are_counted(tmp_path: Path) -> None:
     spool.done(ids)
     assert value(samples(metrics.render()[0].decode()), "traces_spooled") == 0
     untraced = Metrics("wf")  # not recording: a run without a trace lost nothing
-    untraced.observe(RunResult("r3", "wf", RunStatus.SUCCESS, {}, {}, []))
+    untraced.run_finished(RunResult("r3", "wf", RunStatus.SUCCESS, {}, {}, []))
     assert value(samples(untraced.render()[0].decode()), "traces_dropped_total") == 0
 
 

@@ -183,7 +183,7 @@ def test_env_tracking_uri_wins_only_when_the_field_is_unset(
 BURST = """
 import sys
 from configurable_agents import load_workflow
-from configurable_agents.engine import prepare_workflow
+from configurable_agents import prepare_workflow
 import asyncio
 
 prepared = prepare_workflow(load_workflow(sys.argv[1]), llm="mock", trace=True)
@@ -229,15 +229,15 @@ def test_sigkill_mid_burst_loses_no_finished_trace(tmp_path: Path, store: str) -
 
 
 def test_drain_writes_many_traces_in_one_batch(tmp_path: Path, store: str) -> None:
-    from configurable_agents import load_workflow
-    from configurable_agents.engine import prepare_workflow
+    from configurable_agents import load_workflow, prepare_workflow
 
     data = yaml.safe_load((ROOT / "examples" / "article_writer.yaml").read_text())
     data["config"]["observability"]["mlflow"].update(tracking_uri=store)
     path = tmp_path / "wf.yaml"
     path.write_text(yaml.safe_dump(data))
     prepared = prepare_workflow(load_workflow(path), llm="mock", trace=True)
-    prepared.recorder.config = prepared.recorder.config.model_copy(update={"async_logging": False})
+    recorder = prepared.observers[0]
+    recorder.config = recorder.config.model_copy(update={"async_logging": False})
     spool = Spool()
     import asyncio
 

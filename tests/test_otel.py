@@ -19,26 +19,27 @@ from typing import Any
 import pytest
 import yaml
 
-from configurable_agents import RunStatus
-from configurable_agents.engine.run import SetupError, prepare_workflow
+from configurable_agents import RunStatus, SetupError, prepare_workflow
+from configurable_agents.engine import NullObserver
 from configurable_agents.observability import otel
+from configurable_agents.observability.recorder import Recorder
 
 from .test_server import Server, server_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class TraceIds:
-    """Stands in for the MLflow recorder (``PreparedWorkflow.recorder``): gives each run a trace
-    id the way recording does, so tests know the id of every run, exported or not."""
+class TraceIds(NullObserver):
+    """Stands in for the MLflow recorder, the first observer: gives each run a trace id the way
+    recording does, so tests know the id of every run, exported or not."""
 
-    def record(self, result: Any) -> str:
-        return f"tr-{secrets.token_hex(16)}"
+    def run_finished(self, result: Any) -> None:
+        result.trace_id = f"tr-{secrets.token_hex(16)}"
 
 
 def _prepare(path: Path, **env: str) -> Any:
     prepared = prepare_workflow(path, llm="mock", env=env, trace=False)
-    prepared.recorder = TraceIds()
+    prepared.observers.insert(0, TraceIds())
     return prepared
 
 
@@ -328,7 +329,7 @@ def test_runs_not_recorded_in_mlflow_are_exported_too(tmp_path: Path, receiver: 
     result = asyncio.run(prepared.arun({"topic": "bees"}))
     _flush()
     spans = receiver.spans("otel-no-mlflow")
-    assert result.trace_id is None and prepared.recorder is None
+    assert result.trace_id is None and prepared.observer(Recorder) is None
     assert len(spans) == 3 and len({span.trace_id for span in spans}) == 1
 
 

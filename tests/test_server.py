@@ -260,7 +260,7 @@ def test_token_is_compared_in_constant_time(
 ) -> None:
     import asyncio
 
-    from configurable_agents.engine import prepare_workflow
+    from configurable_agents import prepare_workflow
     from configurable_agents.server import app as server_app
     from configurable_agents.server import guard
     from configurable_agents.server.jobs import JobStore

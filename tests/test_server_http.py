@@ -16,7 +16,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from configurable_agents.engine import RunStatus, prepare_workflow
+from configurable_agents import RunStatus, prepare_workflow
 from configurable_agents.server.app import create_app
 from configurable_agents.server.jobs import JobStore
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .api import arun_workflow, prepare_workflow, run_workflow
     from .batch import BatchStats, read_rows, run_batch
     from .config import (
         Diagnostic,
@@ -21,17 +22,7 @@ if TYPE_CHECKING:
         load_workflow,
         validate_workflow,
     )
-    from .engine import (
-        InputError,
-        NodeRecord,
-        PreparedWorkflow,
-        RunResult,
-        RunStatus,
-        SetupError,
-        arun_workflow,
-        prepare_workflow,
-        run_workflow,
-    )
+    from .engine import InputError, NodeRecord, PreparedWorkflow, RunResult, RunStatus, SetupError
     from .reports import CostReport, ReportQuery, cost_report, list_runs, profile_run
 
 _HOMES = {
@@ -48,19 +39,10 @@ _HOMES = {
         ".config",
     ),
     **dict.fromkeys(
-        (
-            "InputError",
-            "NodeRecord",
-            "PreparedWorkflow",
-            "RunResult",
-            "RunStatus",
-            "SetupError",
-            "arun_workflow",
-            "prepare_workflow",
-            "run_workflow",
-        ),
+        ("InputError", "NodeRecord", "PreparedWorkflow", "RunResult", "RunStatus", "SetupError"),
         ".engine",
     ),
+    **dict.fromkeys(("arun_workflow", "prepare_workflow", "run_workflow"), ".api"),
     **dict.fromkeys(
         ("CostReport", "ReportQuery", "cost_report", "list_runs", "profile_run"), ".reports"
     ),

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .cli import _FILE, _fail_input, _flush_recording, _parse_tags, _runnable, app
+from .cli import _FILE, _fail_input, _flush_recording, _parse_tags, _recorder, _runnable, app
 
 __all__ = ["batch"]
 
@@ -100,8 +100,9 @@ def batch(
     """
     import asyncio
 
+    from .api import prepare_workflow
     from .batch import DatasetError, read_rows, run_batch
-    from .engine import SetupError, prepare_workflow
+    from .engine import SetupError
 
     workflow = _runnable(file, llm)
     labels = _parse_tags(tags)
@@ -154,8 +155,9 @@ def _report(stats: Any, output: Path, prepared: Any) -> None:
         click.echo("budget reached: no more rows started (--resume runs the rest)", err=True)
     elif stats.stopped == "interrupted":
         click.echo("interrupted: running rows cancelled (--resume runs them again)", err=True)
-    if prepared.recorder is not None:
-        _flush_recording(prepared.recorder, "Traces and the batch run")
+    recorder = _recorder(prepared)
+    if recorder is not None:
+        _flush_recording(recorder, "Traces and the batch run")
     unpriced = " (some models unpriced)" if stats.unpriced else ""
     click.echo(f"Results: {output}", err=True)
     click.echo(f"Batch cost: ${stats.cost_usd:.6f}, {stats.tokens:,} tokens{unpriced}", err=True)

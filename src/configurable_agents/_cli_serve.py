@@ -83,7 +83,8 @@ def serve(
     """
     import sqlite3
 
-    from .engine import SetupError, prepare_workflow
+    from .api import prepare_workflow
+    from .engine import SetupError
     from .server.jobs import JobStore, default_runs_db
 
     workflow = _runnable(file, llm)
@@ -147,8 +148,8 @@ def _run_server(
 ) -> None:
     import uvicorn
 
+    from .observability.prometheus import serve_metrics
     from .server.app import TOKEN_ENV, create_app
-    from .server.metrics import serve_metrics
 
     token = os.environ.get(TOKEN_ENV) or None
     api = create_app(
@@ -202,7 +203,7 @@ def run_metrics(prepared: PreparedWorkflow) -> AbstractContextManager[None]:
     """
     config = prepared.workflow.config.config.observability.prometheus
     try:
-        from .server.metrics import Metrics, serve_metrics
+        from .observability.prometheus import Metrics, serve_metrics
     except ImportError:
         click.echo(
             "warning: observability.prometheus needs `pip install 'configurable-agents[server]'`",

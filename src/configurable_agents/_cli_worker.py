@@ -38,7 +38,8 @@ def worker(
     once they end, so the runs of a worker that dies are run again by another. SIGTERM or Ctrl-C
     stops taking runs and lets running ones finish.
     """
-    from .engine import SetupError, prepare_workflow
+    from .api import prepare_workflow
+    from .engine import SetupError
     from .queue.app import QueueError, open_queue, workflow_key
     from .queue.worker import run_worker
 

@@ -263,7 +263,8 @@ def run(
     import contextlib
 
     from ._display import RunDisplay, closing_line
-    from .engine import InputError, SetupError, check_inputs, prepare_workflow
+    from .api import prepare_workflow
+    from .engine import InputError, SetupError, check_inputs
 
     workflow = _runnable(file, llm)
     inputs = _parse_inputs(workflow, pairs, input_file)
@@ -301,12 +302,20 @@ def run(
         click.echo(f"{result.status.value}: {result.error}", err=True)
         if result.status.value != "success":
             click.echo("partial state: " + json.dumps(result.state, default=str), err=True)
+    recorder = _recorder(prepared)
     if result.trace_id and wait:
-        _flush_recording(prepared.recorder, f"Trace {result.trace_id}", default_timeout=60)
+        _flush_recording(recorder, f"Trace {result.trace_id}", default_timeout=60)
     elif result.trace_id:
-        _say_where(prepared.recorder, f"Trace {result.trace_id}")
+        _say_where(recorder, f"Trace {result.trace_id}")
     click.echo(closing_line(result), err=True)
     sys.exit(130 if interrupted else EXIT_CODES[result.status.value])
+
+
+def _recorder(prepared: Any) -> Any:
+    """The MLflow recorder attached to ``prepared``, if it is traced."""
+    from .observability.recorder import Recorder
+
+    return prepared.observer(Recorder)
 
 
 def _flush_recording(recorder: Any, what: str, default_timeout: float = 10) -> None:

@@ -21,8 +21,15 @@ from .runner import BatchRunner, BatchStats, LocalExecutor, RowExecutor
 
 if TYPE_CHECKING:
     from ..engine import PreparedWorkflow
+    from ..observability.recorder import Recorder
 
 __all__ = ["BatchStats", "DatasetError", "Row", "pending_rows", "read_rows", "run_batch"]
+
+
+def _recorder(prepared: PreparedWorkflow) -> Recorder | None:
+    from ..observability.recorder import Recorder
+
+    return prepared.observer(Recorder)
 
 
 def pending_rows(rows: list[Row], output: Path, *, resume: bool) -> tuple[list[Row], int]:
@@ -74,8 +81,9 @@ async def run_batch(
     todo, skipped = pending_rows(rows, output, resume=resume)
     batch_id = uuid.uuid4().hex
     tags = dict(tags or {})
-    if prepared.recorder is not None:
-        prepared.recorder.run_records = False  # one trace per row, one MLflow run per batch
+    recorder = _recorder(prepared)
+    if recorder is not None:
+        recorder.run_records = False  # one trace per row, one MLflow run per batch
     try:
         results = ResultsFile(output, resume=resume)
     except OSError as exc:
@@ -99,11 +107,11 @@ async def run_batch(
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         results.close(row.id for row in rows)
-    if prepared.recorder is not None:
+    if recorder is not None:
         from .recording import record_batch_run
 
         record_batch_run(
-            prepared.recorder,
+            recorder,
             stats,
             batch_id=batch_id,
             inputs=inputs,

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from .._version import __version__
+from ..api import TRACING_ENV
 from ..config.loader import Workflow
-from ..engine.run import TRACING_ENV
 from ..llm.providers import PROVIDER_KEYS
 from ..llm.settings import resolve_llm
 from ..observability.spool import SPOOL_ENV

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -12,12 +13,15 @@ from ..config.loader import Workflow
 from ..llm.outputs import FINAL_ANSWER
 from ..llm.settings import LLMSettings
 from ..pricing import PriceBook, TokenUsage
-from .records import LangChainRun, NodeRecord
+from .observe import RunObserver
+from .records import LangChainRun, ModelCallRecord, NodeRecord
 
 if TYPE_CHECKING:
     from .node import NodePlan
 
-__all__ = ["BudgetExceeded", "NodeFailed", "Reservation", "RunContext"]
+__all__ = ["BudgetExceeded", "NodeFailed", "Reservation", "RunContext", "tell"]
+
+_log = logging.getLogger(__name__)
 
 
 class BudgetExceeded(Exception):
@@ -47,7 +51,7 @@ class RunContext:
         prices: PriceBook | None = None,
         on_record: Callable[[NodeRecord], None] | None = None,
         models: dict[Any, Any] | None = None,
-        autolog: bool = False,
+        observers: Sequence[RunObserver] = (),
     ) -> None:
         execution = workflow.config.config.execution
         self.workflow = workflow
@@ -66,14 +70,15 @@ class RunContext:
         self._held_cost = Decimal(0)
         self._held_tokens = 0
         self._models: dict[Any, Any] = {} if models is None else models
-        self.autolog = autolog
+        self.observers = observers
+        self.autolog = any(observer.captures_langchain for observer in observers)
 
     def callbacks(self, runs: list[LangChainRun]) -> dict[str, Any] | None:
         """The LangChain config of a model or tool call: with autolog, one that also keeps
         LangChain's runs in ``runs``; else ``None`` (LangChain's defaults)."""
         if not self.autolog:
             return None
-        from ..observability.autolog import capture_config
+        from .capture import capture_config
 
         return capture_config(runs)
 
@@ -149,7 +154,21 @@ class RunContext:
         self.spent_cost += cost or Decimal(0)
 
     def record(self, record: NodeRecord) -> None:
-        """Keep a finished node execution and tell the listener."""
+        """Keep a finished node execution and tell the listener and the observers."""
         self.records.append(record)
         if self.on_record is not None:
             self.on_record(record)
+        tell(self.observers, "node_finished", record)
+
+    def call_finished(self, node_id: str, call: ModelCallRecord) -> None:
+        """Tell the observers that a model call of ``node_id`` ended."""
+        tell(self.observers, "call_finished", node_id, call)
+
+
+def tell(observers: Sequence[RunObserver], event: str, *args: Any) -> None:
+    """Call ``event`` on each observer in order; one that raises is logged, never propagated."""
+    for observer in observers:
+        try:
+            getattr(observer, event)(*args)
+        except Exception as exc:  # observing never fails a run
+            _log.warning("observer %r failed on %s: %s", observer, event, exc)

@@ -176,6 +176,7 @@ async def _call(
         call.usage = usage
         # Only a cost budget needs the price now; otherwise it is computed when first read.
         ctx.settle(reservation, usage, call.cost_usd if ctx.max_cost is not None else None)
+        ctx.call_finished(plan.node.id, call)
 
 
 async def _run_tool(

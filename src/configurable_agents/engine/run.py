@@ -7,32 +7,29 @@ records and its spend so far.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config.loader import Workflow, load_workflow
 from ..llm.outputs import FINAL_ANSWER, output_model
 from ..llm.settings import parse_llm_override, resolve_llm
 from ..pricing import PriceBook, PricingError, TokenUsage, load_price_book
 from .calls import describe_error
-from .context import BudgetExceeded, NodeFailed, RunContext
+from .context import BudgetExceeded, NodeFailed, RunContext, tell
 from .inputs import check_inputs
 from .node import NodePlan
+from .observe import RunObserver, RunStart
 from .records import NodeRecord, RunResult, RunStatus
 
-_log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-TRACING_ENV = "CONFIGURABLE_AGENTS_TRACING"
-"""`on` or `off`: overrides `config.observability.mlflow.enabled`; `--trace` overrides both."""
-
-__all__ = ["PreparedWorkflow", "SetupError", "arun_workflow", "prepare_workflow", "run_workflow"]
+__all__ = ["PreparedWorkflow", "SetupError", "load", "outputs_of", "prepare_workflow"]
 
 
 class SetupError(Exception):
@@ -101,13 +98,19 @@ def _priced(prices: PriceBook, settings: Any) -> bool:
     return prices.price(settings.provider, settings.model, TokenUsage(1)).cost_usd is not None
 
 
-def _load(workflow_or_path: Workflow | str | os.PathLike[str]) -> Workflow:
+def load(workflow_or_path: Workflow | str | os.PathLike[str]) -> Workflow:
+    """The workflow itself, or the one loaded from the path.
+
+    Raises:
+        WorkflowValidationError: the workflow file is invalid.
+    """
     if isinstance(workflow_or_path, Workflow):
         return workflow_or_path
     return load_workflow(Path(workflow_or_path))
 
 
-def _outputs(workflow: Workflow, state: dict[str, Any]) -> dict[str, Any]:
+def outputs_of(workflow: Workflow, state: dict[str, Any]) -> dict[str, Any]:
+    """The values of ``state`` that are outputs: fields some node (or a fan-out) writes."""
     written = {name for node in workflow.config.nodes for name in node.outputs}
     written |= {e.parallel.collect_field for e in workflow.config.edges if e.parallel is not None}
     return {name: state[name] for name in workflow.fields if name in written and name in state}
@@ -129,8 +132,10 @@ class PreparedWorkflow:
         llm: The run-wide ``PROVIDER[:MODEL]`` override, if any.
         plans: Per-node settings, output models and tools.
         env: Environment the API keys are read from.
-        observers: Called with every finished run's result, after it is recorded (the server's
-            metrics, OpenTelemetry export); an observer that raises is logged, never fails a run.
+        prices: The price book of its calls.
+        graph: The compiled LangGraph graph.
+        observers: Told of every run as it goes (:class:`~.observe.RunObserver`), in order: MLflow
+            recording, OpenTelemetry export, Prometheus metrics, whatever the caller attached.
     """
 
     workflow: Workflow
@@ -139,11 +144,14 @@ class PreparedWorkflow:
     env: Mapping[str, str]
     prices: PriceBook
     graph: Any = None
-    recorder: Any = None
-    observers: list[Callable[[RunResult], None]] = field(default_factory=list)
+    observers: list[RunObserver] = field(default_factory=list)
     _models: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
+
+    def observer(self, kind: type[T]) -> T | None:
+        """The first attached observer of type ``kind``, if any."""
+        return next((o for o in self.observers if isinstance(o, kind)), None)
 
     def unpriced_models(self) -> list[str]:
         """``provider/model`` of each model the nodes call that has no known price."""
@@ -175,15 +183,18 @@ class PreparedWorkflow:
 
         workflow = self.workflow
         state = check_inputs(workflow, inputs or {})
+        run_id = run_id or uuid.uuid4().hex
+        tags = dict(tags or {})
+        observers = list(self.observers)
+        tell(observers, "run_started", RunStart(run_id, workflow.name, dict(inputs or {}), tags))
         models = self._models.setdefault(asyncio.get_running_loop(), {})
-        autolog = workflow.config.config.observability.mlflow.autolog_enabled
         ctx = RunContext(
             workflow,
             env=self.env,
             prices=self.prices,
             on_record=on_record,
             models=models,
-            autolog=autolog and self.recorder is not None,
+            observers=observers,
         )
         ctx.state = dict(state)
         execution = workflow.config.config.execution
@@ -218,28 +229,19 @@ class PreparedWorkflow:
             status, error = RunStatus.FAILED, _failure(ctx, exc)
         state_out = {k: v for k, v in ctx.state.items() if k in workflow.fields}
         result = RunResult(
-            run_id=run_id or uuid.uuid4().hex,
+            run_id=run_id,
             workflow=workflow.name,
             status=status,
             state=state_out,
-            outputs=_outputs(workflow, state_out),
+            outputs=outputs_of(workflow, state_out),
             records=list(ctx.records),
             error=error,
             duration_s=time.perf_counter() - started,
             started_ns=started_ns,
             inputs=dict(inputs or {}),
-            tags=dict(tags or {}),
+            tags=tags,
         )
-        if self.recorder is not None:
-            try:
-                result.trace_id = self.recorder.record(result)
-            except Exception as exc:  # recording never fails a run
-                _log.warning("could not record run %s: %s", result.run_id, exc)
-        for observe in self.observers:
-            try:
-                observe(result)
-            except Exception as exc:  # observing never fails a run
-                _log.warning("observer %r failed on run %s: %s", observe, result.run_id, exc)
+        tell(observers, "run_finished", result)
         return result
 
 
@@ -248,13 +250,13 @@ def prepare_workflow(
     *,
     llm: str | None = None,
     env: Mapping[str, str] | None = None,
-    trace: bool | None = None,
+    observers: Sequence[RunObserver] = (),
 ) -> PreparedWorkflow:
     """Load (if given a path), check providers and tools, and compile the graph.
 
-    ``trace`` records runs in MLflow (``True``), or not (``False``), whatever
-    `config.observability.mlflow.enabled` says; ``None`` follows ``$CONFIGURABLE_AGENTS_TRACING``
-    (``on``/``off``) if set, else the config.
+    This is the engine's own: it attaches only the ``observers`` given. The package's
+    :func:`configurable_agents.prepare_workflow` also attaches what the workflow's
+    `config.observability` asks for (MLflow, OpenTelemetry).
 
     Raises:
         WorkflowValidationError: the workflow file is invalid.
@@ -263,80 +265,9 @@ def prepare_workflow(
     """
     from .graph import build_graph
 
-    workflow = _load(workflow_or_path)
+    workflow = load(workflow_or_path)
     env = os.environ if env is None else env
     prices = _price_book(workflow)
     plans = _plans(workflow, llm, env, prices)
-    recorder = None
-    mlflow = workflow.config.config.observability.mlflow
-    if trace is None:
-        switch = os.environ.get(TRACING_ENV, "").strip().lower()
-        trace = {"on": True, "off": False}.get(switch, mlflow.enabled)
-    if trace:
-        from ..observability.recorder import Recorder
-
-        recorder = Recorder(workflow, mlflow, env=env)
-    observers: list[Callable[[RunResult], None]] = []
-    if workflow.config.config.observability.opentelemetry.enabled:
-        from ..observability.otel import OtlpExporter
-
-        observers.append(OtlpExporter(workflow, env=env))
-    return PreparedWorkflow(
-        workflow, llm, plans, env, prices, build_graph(workflow, plans), recorder, observers
-    )
-
-
-async def arun_workflow(
-    workflow_or_path: Workflow | str | os.PathLike[str],
-    inputs: Mapping[str, Any] | None = None,
-    *,
-    llm: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    env: Mapping[str, str] | None = None,
-    on_record: Callable[[NodeRecord], None] | None = None,
-    trace: bool | None = None,
-) -> RunResult:
-    """Run a workflow and return its result; see :func:`run_workflow`."""
-    workflow = _load(workflow_or_path)
-    check_inputs(workflow, inputs or {})
-    prepared = prepare_workflow(workflow, llm=llm, env=env, trace=trace)
-    return await prepared.arun(inputs, tags=tags, on_record=on_record)
-
-
-def run_workflow(
-    workflow_or_path: Workflow | str | os.PathLike[str],
-    inputs: Mapping[str, Any] | None = None,
-    *,
-    llm: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    env: Mapping[str, str] | None = None,
-    on_record: Callable[[NodeRecord], None] | None = None,
-    trace: bool | None = None,
-) -> RunResult:
-    """Run a workflow to completion.
-
-    Args:
-        workflow_or_path: A loaded :class:`Workflow` or the path of a workflow file.
-        inputs: Initial values of state fields; required fields must be given.
-        llm: ``PROVIDER[:MODEL]`` to use for every node instead of the configured models
-            (``"mock"`` runs offline).
-        tags: Labels for the run (recorded by observability).
-        env: Environment to read API keys from (default: ``os.environ``).
-        on_record: Called with each node execution's record as it finishes.
-        trace: Record the run in MLflow (``True``) or not (``False``) whatever the workflow's
-            `config.observability.mlflow.enabled` says; ``None`` follows the config.
-
-    Returns:
-        The result; its ``status`` says whether the run succeeded, and it holds the (partial)
-        state, the outputs, one record per node execution and the spend.
-
-    Raises:
-        WorkflowValidationError: the workflow file is invalid.
-        InputError: the inputs do not fit the workflow's state.
-        SetupError: a provider or tool cannot be used (nothing was called).
-    """
-    return asyncio.run(
-        arun_workflow(
-            workflow_or_path, inputs, llm=llm, tags=tags, env=env, on_record=on_record, trace=trace
-        )
-    )
+    graph = build_graph(workflow, plans)
+    return PreparedWorkflow(workflow, llm, plans, env, prices, graph, list(observers))

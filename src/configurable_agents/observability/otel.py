@@ -27,8 +27,7 @@ from urllib.parse import urlsplit
 
 from .._version import __version__
 from ..config.loader import Workflow
-from ..engine.records import RunResult
-from ..engine.run import SetupError
+from ..engine import NullObserver, RunResult, SetupError
 from .recorder import FLUSH_TIMEOUT_ENV
 from .redact import make_scrubber, scrub_statuses
 from .spans import build_trace
@@ -143,7 +142,7 @@ def _attribute(encoded: str) -> Any:
     return encoded
 
 
-class OtlpExporter:
+class OtlpExporter(NullObserver):
     """The observer exporting a workflow's runs by OTLP per `config.observability.opentelemetry`.
 
     Raises:
@@ -181,7 +180,7 @@ class OtlpExporter:
         decision = self.sampler.should_sample(None, int(trace_hex, 16), "run").decision
         return decision.is_sampled()
 
-    def __call__(self, result: RunResult) -> None:
+    def run_finished(self, result: RunResult) -> None:
         """Queue the run for export, if its trace id is sampled."""
         trace_hex = (result.trace_id or "")[3:] or secrets.token_hex(16)
         if self.sampled(trace_hex):

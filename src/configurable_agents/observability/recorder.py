@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from ..config.loader import Workflow
 from ..config.settings import MlflowConfig
-from ..engine.records import RunResult
+from ..engine import NullObserver, RunResult
 from .redact import make_scrubber, scrub_statuses
 from .spans import build_trace
 from .spool import Spool
@@ -119,8 +119,9 @@ class _Missing(dict):  # type: ignore[type-arg]
         return "{" + key + "}"
 
 
-class Recorder:
-    """Records the runs of one workflow according to its `config.observability.mlflow`."""
+class Recorder(NullObserver):
+    """Records the runs of one workflow according to its `config.observability.mlflow`: the
+    observer that gives each finished run its trace (``result.trace_id``)."""
 
     def __init__(
         self,
@@ -192,6 +193,15 @@ class Recorder:
                 FALLBACK_URI,
                 problem,
             )
+
+    @property
+    def captures_langchain(self) -> bool:  # type: ignore[override]
+        """Whether the runs' records keep LangChain's own runs (`autolog_enabled`)."""
+        return self.config.autolog_enabled
+
+    def run_finished(self, result: RunResult) -> None:
+        """Record the run; its result then carries its trace id."""
+        result.trace_id = self.record(result)
 
     def record(self, result: RunResult) -> str | None:
         """Spool the run's trace and run record; returns the trace id (``tr-...``), or None when

@@ -9,7 +9,7 @@ One trace per run: a root span ``workflow_<name>``, an ``AGENT`` span per node e
 attributes) and a ``TOOL`` span per tool call. Each failed attempt of a model call (a timeout, a
 transient error that was retried) is an ``ERROR`` child of the call's span, with its duration.
 
-With autolog, the LangChain runs captured during a call (:mod:`.autolog`) join the trace: the
+With autolog, the LangChain runs captured during a call (``engine.capture``) join the trace: the
 call's own run (the chat model's last attempt, or the tool's run) is merged into the call's span,
 whose usage, cost, model and provider stay ours; earlier attempts and nested runs become its
 children.
@@ -274,13 +274,17 @@ def _own_run(runs: list[LangChainRun], kinds: tuple[str, ...]) -> LangChainRun |
     return tops[-1] if tops else None
 
 
-def _attempt_endings(call: ModelCallRecord) -> dict[str, tuple[int, str]]:
-    """The end and error of each attempt's LangChain run that never ended: an attempt cancelled
-    at `llm.timeout` is never told to LangChain's callbacks. Attempts and top-level chat runs
-    pair in order."""
+def _attempt_endings(call: ModelCallRecord) -> dict[str, tuple[int, int, str]]:
+    """The start, end and error of each attempt's LangChain run that never ended, as the attempt
+    was timed: an attempt cancelled at `llm.timeout` is never told to LangChain's callbacks.
+    Attempts and top-level chat runs pair in order."""
     tops = [r for r in call.runs if r.parent_run_id is None and r.span_type in _CHAT_KINDS]
     return {
-        run.run_id: (attempt.started_ns + _ns(attempt.duration_s), attempt.error)
+        run.run_id: (
+            attempt.started_ns,
+            attempt.started_ns + _ns(attempt.duration_s),
+            attempt.error,
+        )
         for run, attempt in zip(tops, call.failed_attempts, strict=False)
         if not run.ended_ns
     }
@@ -297,21 +301,22 @@ def _inner_spans(
     runs: list[LangChainRun],
     own: LangChainRun | None,
     parent: str,
-    endings: dict[str, tuple[int, str]] | None = None,
+    endings: dict[str, tuple[int, int, str]] | None = None,
 ) -> None:
     """Every captured run but the merged one, under its own parent run, else under ``parent``;
-    ``endings`` end the runs that LangChain never ended."""
+    ``endings`` time the runs that LangChain never ended."""
     spans = {own.run_id: parent} if own is not None else {}
     for run in runs:
         if run is own:
             continue
-        ended_ns, error = (endings or {}).get(run.run_id, (run.ended_ns, run.error))
+        default = (run.started_ns, run.ended_ns, run.error)
+        started_ns, ended_ns, error = (endings or {}).get(run.run_id, default)
         error = error or (None if ended_ns else "the run did not end")
         spans[run.run_id] = builder.add(
             run.name,
             run.span_type,
-            run.started_ns,
-            max(ended_ns - run.started_ns, 0) / 1e9,
+            started_ns,
+            max(ended_ns - started_ns, 0) / 1e9,
             spans.get(run.parent_run_id or "", parent),
             _run_attributes(builder, run),
             error,

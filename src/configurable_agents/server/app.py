@@ -26,10 +26,10 @@ from starlette.exceptions import HTTPException
 
 from ..config.loader import Workflow
 from ..engine import InputError, PreparedWorkflow
+from ..observability.prometheus import Metrics
 from .executor import Executor, LocalExecutor
 from .guard import Guard
 from .jobs import UNFINISHED, JobStore
-from .metrics import Metrics
 from .openapi import finish_document, responses
 from .schemas import (
     MAX_WAIT_S,
@@ -122,9 +122,9 @@ def create_app(
         yield
         ready.clear()
         await runner.shutdown(shutdown_timeout)
-        if prepared.recorder is not None:
-            from ..observability.recorder import flush_all
+        from ..observability.recorder import Recorder, flush_all
 
+        if prepared.observer(Recorder) is not None:
             await asyncio.to_thread(flush_all, shutdown_timeout)
 
     auth = bool(token)

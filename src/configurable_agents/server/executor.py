@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..engine import PreparedWorkflow, RunStatus, check_inputs
+from ..observability.prometheus import Metrics
 from .jobs import UNFINISHED, JobStore, summarize
-from .metrics import Metrics
 
 __all__ = ["SHUTDOWN_ERROR", "Executor", "LocalExecutor"]
 

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 from ..config.loader import Workflow
 from ..config.state import StateField, field_spec
 from ..config.types import TypeExpr
+from ..engine import outputs_of
 from ..engine.records import RunStatus
-from ..engine.run import _outputs
 from ..llm.outputs import python_type
 from .jobs import QUEUED, RUNNING
 
@@ -230,7 +230,7 @@ def _outputs_schema(fields: dict[str, StateField]) -> dict[str, Any]:
 def io_schemas(workflow: Workflow) -> dict[str, Any]:
     """JSON Schemas of the inputs a run accepts and of the outputs it returns."""
     fields = workflow.fields
-    written = _outputs(workflow, dict.fromkeys(fields))
+    written = outputs_of(workflow, dict.fromkeys(fields))
     return {
         "workflow": workflow.name,
         "version": workflow.config.flow.version,

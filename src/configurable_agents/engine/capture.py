@@ -1,14 +1,15 @@
 """LangChain's own runs inside a model or tool call, captured as MLflow autolog would trace them.
 
-With `autolog_enabled`, the engine adds a :class:`RunCapture` to the callbacks of each model call
-and tool call (:func:`capture_config`; the callbacks it would have had anyway stay). It keeps every
+When an observer asks for them (MLflow recording with `autolog_enabled`), the engine adds a
+:class:`RunCapture` to the callbacks of each model call and tool call (:func:`capture_config`; the
+callbacks it would have had anyway stay). It keeps every
 run LangChain reports during that call (the chat model's run per attempt, the tool's run, and any
 chain, retriever, parser, LLM or tool run nested inside them) on the call's record, with the span
 type, name and attributes that ``mlflow.langchain.autolog()`` gives them: the chat model's messages
 (MLflow's chat format), ``invocation_params``, ``options``, ``metadata``, ``mlflow.chat.tools``,
 ``mlflow.chat.tokenUsage`` as LangChain reported it, ``mlflow.llm.model`` and
-``mlflow.llm.provider``, ``mlflow.message.format``. After the run, :mod:`.spans` turns them into
-spans of the run's own trace.
+``mlflow.llm.provider``, ``mlflow.message.format``. After the run, the MLflow recorder
+(``observability.spans``) turns them into spans of the run's own trace.
 
 Why not MLflow's ``MlflowLangchainTracer`` itself: it creates its spans through MLflow's
 process-wide OpenTelemetry tracer provider, and a run with no MLflow parent span starts an MLflow
@@ -46,8 +47,8 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables.config import ensure_config
 from pydantic import BaseModel
 
-from ..engine.calls import describe_error
-from ..engine.records import LangChainRun
+from .calls import describe_error
+from .records import LangChainRun
 
 __all__ = ["RunCapture", "capture_config", "chat_message"]
 

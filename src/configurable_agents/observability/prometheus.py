@@ -1,7 +1,7 @@
 """Prometheus metrics of a workflow's runs, in a registry of their own.
 
-Fed by :attr:`PreparedWorkflow.observers <configurable_agents.engine.PreparedWorkflow>`: each
-finished run adds to the run, token, cost and duration series from its result and node records.
+An observer of the runs (:class:`~configurable_agents.engine.RunObserver`): each finished run adds
+to the run, token, cost and duration series from its result and node records.
 The server renders them at ``/metrics``; ``run`` serves them on
 `config.observability.prometheus.port` while it runs (:func:`serve_metrics`).
 """
@@ -22,7 +22,7 @@ from prometheus_client import (
 )
 
 from ..config.settings import PrometheusConfig
-from ..engine.records import RunResult, RunStatus
+from ..engine import NullObserver, PreparedWorkflow, RunResult, RunStatus
 
 __all__ = ["METRIC_NAMES", "Metrics", "serve_metrics"]
 
@@ -45,7 +45,7 @@ METRIC_NAMES = (
 """Every metric a :class:`Metrics` exports, as Prometheus queries name them."""
 
 
-class Metrics:
+class Metrics(NullObserver):
     """The metrics of one workflow's runs.
 
     Attributes:
@@ -89,15 +89,18 @@ class Metrics:
         self.duration.labels(workflow)
 
     @classmethod
-    def for_workflow(cls, prepared: Any) -> Metrics:
-        """Metrics observing every run of a :class:`PreparedWorkflow` from now on."""
-        recorder = prepared.recorder
+    def for_workflow(cls, prepared: PreparedWorkflow) -> Metrics:
+        """Metrics observing every run of a :class:`PreparedWorkflow` from now on (after the
+        observers already attached, so that a run's trace id is known)."""
+        from .recorder import Recorder
+
+        recorder = prepared.observer(Recorder)
         backlog = recorder.spool.pending if recorder is not None else None
         metrics = cls(prepared.workflow.name, backlog)
-        prepared.observers.append(metrics.observe)
+        prepared.observers.append(metrics)
         return metrics
 
-    def observe(self, result: RunResult) -> None:
+    def run_finished(self, result: RunResult) -> None:
         """Count a finished run: status, duration, and each node execution's time, tokens, cost."""
         self.runs.labels(self.workflow, result.status.value).inc()
         self.duration.labels(self.workflow).observe(result.duration_s)

@@ -1,0 +1,128 @@
+"""The Python API: the engine, with the observers a workflow's `config.observability` asks for.
+
+:func:`prepare_workflow` is the engine's, plus MLflow recording (when tracing is on) and
+OpenTelemetry export (when enabled); the CLI, the server, batches and workers prepare workflows
+through it, and attach more observers (Prometheus metrics) themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .config.loader import Workflow
+from .engine import NodeRecord, PreparedWorkflow, RunObserver, RunResult, check_inputs, load
+from .engine import prepare_workflow as prepare_engine
+
+__all__ = ["TRACING_ENV", "arun_workflow", "observers_for", "prepare_workflow", "run_workflow"]
+
+TRACING_ENV = "CONFIGURABLE_AGENTS_TRACING"
+"""`on` or `off`: overrides `config.observability.mlflow.enabled`; `trace=` overrides both."""
+
+
+def observers_for(
+    workflow: Workflow, *, env: Mapping[str, str], trace: bool | None = None
+) -> list[RunObserver]:
+    """The observers the workflow's `config.observability` asks for: the MLflow recorder first
+    (it gives each run its trace id), then the OpenTelemetry exporter.
+
+    ``trace`` records runs in MLflow (``True``), or not (``False``), whatever
+    `config.observability.mlflow.enabled` says; ``None`` follows ``$CONFIGURABLE_AGENTS_TRACING``
+    (``on``/``off``) if set, else the config.
+
+    Raises:
+        SetupError: OpenTelemetry export is enabled but its package is missing.
+    """
+    observability = workflow.config.config.observability
+    if trace is None:
+        switch = os.environ.get(TRACING_ENV, "").strip().lower()
+        trace = {"on": True, "off": False}.get(switch, observability.mlflow.enabled)
+    observers: list[RunObserver] = []
+    if trace:
+        from .observability.recorder import Recorder
+
+        observers.append(Recorder(workflow, observability.mlflow, env=env))
+    if observability.opentelemetry.enabled:
+        from .observability.otel import OtlpExporter
+
+        observers.append(OtlpExporter(workflow, env=env))
+    return observers
+
+
+def prepare_workflow(
+    workflow_or_path: Workflow | str | os.PathLike[str],
+    *,
+    llm: str | None = None,
+    env: Mapping[str, str] | None = None,
+    trace: bool | None = None,
+) -> PreparedWorkflow:
+    """Load (if given a path), check providers and tools, compile the graph, and attach the
+    observers the workflow's config asks for (see :func:`observers_for` for ``trace``).
+
+    Raises:
+        WorkflowValidationError: the workflow file is invalid.
+        SetupError: a provider's package or key, or a tool, is missing (nothing was called).
+        ValueError: ``llm`` names an unknown provider.
+    """
+    env = os.environ if env is None else env
+    prepared = prepare_engine(workflow_or_path, llm=llm, env=env)
+    prepared.observers.extend(observers_for(prepared.workflow, env=env, trace=trace))
+    return prepared
+
+
+async def arun_workflow(
+    workflow_or_path: Workflow | str | os.PathLike[str],
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    llm: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    on_record: Callable[[NodeRecord], None] | None = None,
+    trace: bool | None = None,
+) -> RunResult:
+    """Run a workflow and return its result; see :func:`run_workflow`."""
+    workflow = load(workflow_or_path)
+    check_inputs(workflow, inputs or {})
+    prepared = prepare_workflow(workflow, llm=llm, env=env, trace=trace)
+    return await prepared.arun(inputs, tags=tags, on_record=on_record)
+
+
+def run_workflow(
+    workflow_or_path: Workflow | str | os.PathLike[str],
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    llm: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    on_record: Callable[[NodeRecord], None] | None = None,
+    trace: bool | None = None,
+) -> RunResult:
+    """Run a workflow to completion.
+
+    Args:
+        workflow_or_path: A loaded :class:`Workflow` or the path of a workflow file.
+        inputs: Initial values of state fields; required fields must be given.
+        llm: ``PROVIDER[:MODEL]`` to use for every node instead of the configured models
+            (``"mock"`` runs offline).
+        tags: Labels for the run (recorded by observability).
+        env: Environment to read API keys from (default: ``os.environ``).
+        on_record: Called with each node execution's record as it finishes.
+        trace: Record the run in MLflow (``True``) or not (``False``) whatever the workflow's
+            `config.observability.mlflow.enabled` says; ``None`` follows the config.
+
+    Returns:
+        The result; its ``status`` says whether the run succeeded, and it holds the (partial)
+        state, the outputs, one record per node execution and the spend.
+
+    Raises:
+        WorkflowValidationError: the workflow file is invalid.
+        InputError: the inputs do not fit the workflow's state.
+        SetupError: a provider or tool cannot be used (nothing was called).
+    """
+    return asyncio.run(
+        arun_workflow(
+            workflow_or_path, inputs, llm=llm, tags=tags, env=env, on_record=on_record, trace=trace
+        )
+    )
