@@ -20,9 +20,9 @@ from configurable_agents import validate_workflow
 from configurable_agents.config.checks import BUILTIN_TOOLS
 from configurable_agents.config.schema import ToolRef
 from configurable_agents.config.settings import ToolsConfig
+from configurable_agents.config.tool_settings import validate_tool_config
 from configurable_agents.tools import BUILTIN_TOOL_CONFIGS, ToolError, build_tools
 from configurable_agents.tools.calculator import evaluate
-from configurable_agents.tools.specs import validate_tool_config
 
 NO_KEYS: dict[str, str] = {}
 
@@ -192,7 +192,11 @@ def test_workflow_check_on_a_mapping() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["configurable_agents.tools.specs", "configurable_agents.tools", "configurable_agents"],
+    [
+        "configurable_agents.config.tool_settings",
+        "configurable_agents.tools",
+        "configurable_agents",
+    ],
 )
 def test_imports_stay_light(module: str) -> None:
     code = (

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..tools.allowlist import allowed_modules_issues, custom_tool_issue
-from ..tools.specs import BUILTIN_TOOL_CONFIGS, tool_config_issues
 from .condition_checks import condition_problem
 from .diagnostics import closest
 from .issues import Found, Loc
@@ -17,12 +15,14 @@ from .schema import END, IDENTIFIER, START, Node, WorkflowConfig
 from .scope import Scope
 from .state import StateField, schema_mismatch
 from .templates import TemplateError, parse_template
+from .tool_modules import allowed_modules_issues, custom_tool_issue
+from .tool_settings import BUILTIN_TOOL_CONFIGS, tool_config_issues
 from .types import ANY, TypeExpr
 
 __all__ = ["BUILTIN_TOOLS", "RESERVED_NAMES", "Known", "check_workflow"]
 
 BUILTIN_TOOLS = tuple(BUILTIN_TOOL_CONFIGS)
-"""Tools every workflow may name (their settings are in :mod:`configurable_agents.tools.specs`);
+"""Tools every workflow may name (their settings are in :mod:`.tool_settings`);
 custom ones are written `module:function`."""
 
 RESERVED_NAMES = ("state", "item", "item_index")

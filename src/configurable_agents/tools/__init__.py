@@ -8,8 +8,9 @@ always raise: applying `on_error` is the engine's job. Each tool's ``metadata`` 
 (the name as written in the workflow, e.g. ``my_tools:lookup``, while the tool's own ``name`` is
 ``lookup``) and ``on_error``.
 
-Importing this package (or :mod:`.specs`) loads neither LangChain nor httpx; :func:`build_tools`
-does.
+Their settings, and which modules custom tools may come from, are part of the workflow language
+(``config.tool_settings``, ``config.tool_modules``). Importing this package loads neither LangChain
+nor httpx; :func:`build_tools` does.
 """
 
 from __future__ import annotations
@@ -20,12 +21,9 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-# The config package imports `.specs` (for its checks); load it first so that importing this
-# package before it cannot meet a half-initialised `.specs`.
-from .. import config as _config  # noqa: F401  (import order only)
 from ..config.schema import ToolRef
+from ..config.tool_settings import BUILTIN_TOOL_CONFIGS, validate_tool_config
 from .errors import ToolError
-from .specs import BUILTIN_TOOL_CONFIGS, validate_tool_config
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool

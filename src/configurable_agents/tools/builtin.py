@@ -12,7 +12,7 @@ calculator      ``calculator(expression)``: arithmetic, evaluated safely
 =============== ====================================================================
 
 The implementations live in :mod:`.web`, :mod:`.files` and :mod:`.calculator`; settings are
-described in :mod:`.specs`.
+described in ``config.tool_settings``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .calculator import evaluate, format_number
-from .errors import ToolError
-from .specs import (
+from ..config.tool_settings import (
     BUILTIN_TOOL_CONFIGS,
     HttpGetConfig,
     ReadFileConfig,
@@ -32,6 +30,8 @@ from .specs import (
     WriteFileConfig,
     tool_config_issues,
 )
+from .calculator import evaluate, format_number
+from .errors import ToolError
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
@@ -43,7 +43,7 @@ def make_builtin_tool(name: str, config: Mapping[str, Any], env: Mapping[str, st
     """Build one built-in tool.
 
     Args:
-        name: A key of :data:`~.specs.BUILTIN_TOOL_CONFIGS`.
+        name: A key of :data:`~configurable_agents.config.tool_settings.BUILTIN_TOOL_CONFIGS`.
         config: The tool's `config` mapping, validated here again.
         env: Environment the API keys of `web_search` are read from.
 

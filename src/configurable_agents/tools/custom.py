@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .allowlist import custom_tool_issue, is_allowed_module, refused_reason
+from ..config.tool_modules import custom_tool_issue, is_allowed_module, refused_reason
 from .errors import ToolError
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def make_custom_tool(
 
     Only a public function defined in the module itself can be a tool: not a name it imported
     (``from os import system``), a class, a private or dunder name, or any other object. The
-    modules in :data:`~.allowlist.REFUSED_MODULES` are refused even when allow-listed.
+    modules in ``config.tool_modules.REFUSED_MODULES`` are refused even when allow-listed.
 
     Args:
         spec: The tool as written in the workflow, ``module:function``.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config.tool_settings import ReadFileConfig, WriteFileConfig
 from .errors import ToolError
-from .specs import ReadFileConfig, WriteFileConfig
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool

@@ -6,8 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..config.tool_settings import HttpGetConfig, WebSearchConfig
 from .errors import ToolError
-from .specs import HttpGetConfig, WebSearchConfig
 
 if TYPE_CHECKING:
     import httpx

@@ -3,7 +3,7 @@
 Allow-listing a module lets the model call its public functions with arguments of its choosing.
 Some standard modules would hand it the whole machine, so they cannot be allow-listed at all, nor
 any of their submodules; :data:`REFUSED_MODULES` says why for each. ``validate`` reports them, and
-:func:`~.custom.make_custom_tool` refuses them again. The wanted operation belongs in a module of
+``tools.custom.make_custom_tool`` refuses them again. The wanted operation belongs in a module of
 the workflow's own, wrapped in a function that does only that.
 
 Light on purpose (the config package only), so that ``validate`` can use it.
