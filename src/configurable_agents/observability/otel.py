@@ -29,7 +29,7 @@ from .._version import __version__
 from ..config.loader import Workflow
 from ..engine import NullObserver, RunResult, SetupError
 from .recorder import FLUSH_TIMEOUT_ENV
-from .redact import make_scrubber, scrub_statuses
+from .redact import make_scrubber
 from .spans import build_trace
 
 __all__ = ["OtlpExporter", "flush_all"]
@@ -195,7 +195,6 @@ class OtlpExporter(NullObserver):
             log_prompts=self.log_prompts,
             trace_hex=trace_hex,
         )
-        scrub_statuses(spans, self.scrub)
         for span in spans:
             self.processor.on_end(self._readable(span))
 

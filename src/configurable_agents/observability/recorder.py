@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from ..config.loader import Workflow
 from ..config.settings import MlflowConfig
 from ..engine import NullObserver, RunResult
-from .redact import make_scrubber, scrub_statuses
+from .redact import make_scrubber
 from .spans import build_trace
 from .spool import Spool
 from .writer import BackgroundWriter, drain
@@ -215,7 +215,6 @@ class Recorder(NullObserver):
         trace_id, spans = build_trace(
             result, self.workflow, scrub=self.scrub, log_prompts=self.config.log_prompts
         )
-        scrub_statuses(spans, self.scrub)
         run = self._run_record(result, trace_id) if self.run_records else None
         self._spool({"trace_id": trace_id, "spans": spans, "run": run})
         return trace_id

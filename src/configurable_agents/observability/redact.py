@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +26,6 @@ __all__ = [
     "Scrub",
     "env_secrets",
     "make_scrubber",
-    "scrub_statuses",
 ]
 
 ENV_SECRET_MIN_LENGTH = 4
@@ -137,12 +136,3 @@ def make_scrubber(env: Mapping[str, str], *, redact_pii: bool) -> Scrub:
         return value
 
     return scrub
-
-
-def scrub_statuses(spans: Iterable[dict[str, Any]], scrub: Scrub) -> None:
-    """Scrub, in place, the status message of span dictionaries (``spans.build_trace`` scrubs
-    their attributes and events but leaves a failed span's status message as the error was)."""
-    for span in spans:
-        status = span.get("status") or {}
-        if status.get("message"):
-            status["message"] = scrub(status["message"])

@@ -112,7 +112,7 @@ class _Builder:
                 "start_time_unix_nano": start_ns,
                 "end_time_unix_nano": start_ns + max(_ns(duration_s), 1),
                 "events": events,
-                "status": {"code": _ERROR if error else _OK, "message": error or ""},
+                "status": {"code": _ERROR if error else _OK, "message": self.scrub(error or "")},
                 "attributes": encoded,
                 "links": [],
             }
