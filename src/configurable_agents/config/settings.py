@@ -118,6 +118,13 @@ class MlflowConfig(ConfigModel):
     async_logging: bool = True
     """Write traces in the background so that runs never wait on the store."""
 
+    request_runs: bool = False
+    """`serve` and `worker`: also give each request its own MLflow run (params, metrics,
+    artifacts) besides its trace. Off by default, as MLflow advises for production traffic: a run
+    per request floods the experiment's runs ("Evaluation runs" in the UI) and costs the writer
+    about three quarters of its trace rate. `run` always records an MLflow run; a `batch` one parent
+    run."""
+
     log_prompts: bool = True
     """Record rendered prompts and model replies on spans."""
 
@@ -132,7 +139,9 @@ class MlflowConfig(ConfigModel):
     """Tags added to every run and trace."""
 
     redact_pii: bool = False
-    """Mask e-mail addresses, phone and card numbers, IBANs, SSNs and secrets before recording."""
+    """Also mask personal data and credential formats before recording: e-mails, phone and card
+    numbers, IBANs, SSNs, API tokens, JWTs, `Bearer` values, private keys (secrets from the
+    environment are always masked; see the Privacy section of docs/OBSERVABILITY.md)."""
 
     retention_days: int | None = Field(default=None, ge=1)
     """Delete runs and traces older than this many days when pruning
