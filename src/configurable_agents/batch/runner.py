@@ -46,8 +46,8 @@ def row_result(
     """A row's line in the results file."""
     line: dict[str, Any] = {"id": row.id, "row": row.number, "status": status}
     if result is None:
-        usage = {"input": 0, "output": 0, "total": 0}
-        line.update(outputs={}, tokens=usage, cost_usd=0.0, unpriced=False, trace_id=None)
+        none = {"input": 0, "output": 0, "total": 0}
+        line.update(outputs={}, tokens=none, cost_usd=0.0, unpriced=False, trace_id=None)
         line.update(duration_s=0.0, error=error)
         return line
     usage = result.usage

@@ -73,7 +73,7 @@ def build_graph(workflow: Workflow, plans: dict[str, NodePlan]) -> Any:
     state_type = TypedDict("WorkflowState", {k: Annotated[Any, _last] for k in keys}, total=False)  # type: ignore[misc]
     names = _Names(set(keys))
     joins = _joins(config)
-    graph = StateGraph(state_type)
+    graph: Any = StateGraph(state_type)  # its state type is made here: nothing to check statically
     for node_id, plan in plans.items():
         if node_id in fan_outs:
             graph.add_node(names(node_id), _fan_out(plan, fan_outs[node_id], limit))
@@ -188,7 +188,8 @@ def _router(node_id: str, routes: list[Route]) -> Callable[[dict[str, Any]], str
                 if condition is None or condition.evaluate(state):
                     return target
             except ConditionError as exc:
-                raise NodeFailed(f"route after {node_id!r}: {condition.source!r}: {exc}") from None
+                source = condition.source if condition is not None else "default"
+                raise NodeFailed(f"route after {node_id!r}: {source!r}: {exc}") from None
         raise NodeFailed(f"route after {node_id!r}: no route matched")  # validation forbids this
 
     return route

@@ -60,13 +60,13 @@ def check_inputs(workflow: Workflow, inputs: Mapping[str, Any]) -> dict[str, Any
         if spec.default is not None:
             state[name] = json.loads(json.dumps(spec.default))
     for name, value in inputs.items():
-        spec = workflow.fields.get(name)
-        if spec is None:
+        given = workflow.fields.get(name)
+        if given is None:
             guess = closest(name, workflow.fields)
             hint = f" (did you mean {guess!r}?)" if guess else ""
             problems.append(f"unknown input {name!r}{hint}")
             continue
-        problem = check_value(spec, value)
+        problem = check_value(given, value)
         if problem:
             problems.append(f"input {name!r}: {problem}")
             continue

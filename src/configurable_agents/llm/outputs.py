@@ -32,12 +32,12 @@ def python_type(expr: TypeExpr, schema: dict[str, Any] | None, name: str) -> Any
     if expr.kind in _SCALARS:
         return _SCALARS[expr.kind]
     if expr.kind == "list":
-        return list[python_type(expr.item, schema, name)] if expr.args else list[Any]
+        return list[python_type(expr.item, schema, name)] if expr.args else list[Any]  # type: ignore[misc]
     if expr.kind == "dict":
         if not expr.args:
             return dict[str, Any]
         key = python_type(expr.args[0], None, name)
-        return dict[key, python_type(expr.args[1], schema, name)]  # type: ignore[valid-type]
+        return dict[key, python_type(expr.args[1], schema, name)]  # type: ignore[misc,valid-type]
     if expr.kind == "object" and schema:
         return _object_model(schema, name)
     return Any

@@ -61,15 +61,17 @@ def _endpoint(protocol: str, configured: str | None, env: Mapping[str, str]) -> 
 def _span_exporter(protocol: str, endpoint: str, headers: Mapping[str, str]) -> Any:
     # Empty headers: the SDK falls back to $OTEL_EXPORTER_OTLP_(TRACES_)HEADERS.
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
 
         metadata = {k.lower(): v for k, v in headers.items()} or None  # gRPC wants lower case
-        return OTLPSpanExporter(endpoint=endpoint, headers=metadata, timeout=_EXPORT_TIMEOUT_S)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter(
-        endpoint=endpoint, headers=dict(headers) or None, timeout=_EXPORT_TIMEOUT_S
+        return GrpcExporter(endpoint=endpoint, headers=metadata, timeout=_EXPORT_TIMEOUT_S)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpExporter,
     )
+
+    return HttpExporter(endpoint=endpoint, headers=dict(headers) or None, timeout=_EXPORT_TIMEOUT_S)
 
 
 def _processor(protocol: str, endpoint: str, headers: Mapping[str, str]) -> Any:

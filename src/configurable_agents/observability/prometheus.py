@@ -147,7 +147,9 @@ def serve_metrics(metrics: Metrics, config: PrometheusConfig, host: str = "0.0.0
     from prometheus_client import start_wsgi_server
 
     server, _ = start_wsgi_server(config.port, host, registry=metrics.registry)
-    server.set_app(_only_at(config.path, server.get_app()))
+    app = server.get_app()
+    if app is not None:
+        server.set_app(_only_at(config.path, app))
     return server
 
 

@@ -114,7 +114,7 @@ def flush_all(timeout: float | None = None) -> bool:
 atexit.register(flush_all)
 
 
-class _Missing(dict):  # type: ignore[type-arg]
+class _Missing(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
 

@@ -113,17 +113,22 @@ def _secrets_masker(secrets: list[str]) -> Callable[[str], str]:
     return mask
 
 
+def _then(first: Callable[[str], str], second: Callable[[str], str]) -> Callable[[str], str]:
+    def both(value: str) -> str:
+        return second(first(value))
+
+    return both
+
+
 def make_scrubber(env: Mapping[str, str], *, redact_pii: bool) -> Scrub:
     """A function masking secrets (and PII if asked) in strings nested anywhere in a value:
     mapping keys and values, list and tuple items (tuples become lists)."""
     mask_secrets = _secrets_masker(env_secrets(env))
+    text = mask_secrets
     if redact_pii:
         from .detectors import mask_pii
 
-        def text(value: str) -> str:
-            return mask_pii(mask_secrets(value))
-    else:
-        text = mask_secrets
+        text = _then(mask_secrets, mask_pii)
     cached = functools.lru_cache(maxsize=_CACHE_SIZE)(text)
 
     def scrub(value: Any) -> Any:

@@ -215,7 +215,7 @@ class Spool:
 
     def pending(self, destination: str | None = None) -> int:
         """Rows not yet written (to ``destination``, or anywhere)."""
-        query, params = "SELECT COUNT(*) FROM items", ()
+        query, params = "SELECT COUNT(*) FROM items", tuple[str, ...]()
         if destination is not None:
             query, params = query + " WHERE destination = ?", (destination,)
         with self._connection() as connection:

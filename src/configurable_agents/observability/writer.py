@@ -90,7 +90,10 @@ class MlflowWriter:
                         name, artifact_location=_artifact_location(self.destination)
                     )
                 except MlflowException:  # created meanwhile by another writer
-                    self._experiments[name] = self.client.get_experiment_by_name(name).experiment_id
+                    created = self.client.get_experiment_by_name(name)
+                    if created is None:
+                        raise
+                    self._experiments[name] = created.experiment_id
             else:
                 self._experiments[name] = found.experiment_id
         return self._experiments[name]
@@ -133,7 +136,8 @@ class MlflowWriter:
             trace_location=TraceLocation.from_experiment_id(experiment_id),
             request_time=root.start_time_ns // 1_000_000,
             state=TraceState.ERROR if failed else TraceState.OK,
-            execution_duration=(root.end_time_ns - root.start_time_ns) // 1_000_000,
+            execution_duration=((root.end_time_ns or root.start_time_ns) - root.start_time_ns)
+            // 1_000_000,
             tags=tags,
         )
         client = TracingClient(self.destination)

@@ -77,7 +77,7 @@ def _html(
     bar_w = plot_w / len(periods)
     shapes: list[str] = []
     for i, period in enumerate(periods):
-        y = 30 + plot_h
+        y: float = 30 + plot_h
         for index, (name, values) in enumerate(series.items()):
             h = values[i] / top * plot_h
             y -= h

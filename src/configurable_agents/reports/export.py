@@ -47,7 +47,7 @@ def atomic_output(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A file that appears at ``path`` only once fully written (a temp file renamed)."""
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as out:
+        with os.fdopen(handle, mode, encoding=None if "b" in mode else "utf-8") as out:
             yield out
         umask = os.umask(0)
         os.umask(umask)

@@ -97,6 +97,7 @@ def _check_size(op: ast.operator, left: Number, right: Number) -> None:
     """Refuse a multiplication or power whose integer result would exceed the cap."""
     if not (isinstance(left, int) and isinstance(right, int)):
         return
+    bits: float
     if isinstance(op, ast.Mult):
         bits = left.bit_length() + right.bit_length()
     elif isinstance(op, ast.Pow) and right > 0 and abs(left) > 1:

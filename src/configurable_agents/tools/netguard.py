@@ -159,9 +159,10 @@ class GuardedBackend(httpcore.NetworkBackend):
             ToolError: An address ``host`` resolves to is not public.
             httpcore.ConnectError: The name does not resolve, or no address answers.
         """
-        options = {"timeout": timeout, "local_address": local_address}
         if normal_host(host) in self.allowed:
-            return self.inner.connect_tcp(host, port, socket_options=socket_options, **options)
+            return self.inner.connect_tcp(
+                host, port, timeout, local_address, socket_options=socket_options
+            )
         addresses = resolve(host, port)
         for address in addresses:
             problem = address_problem(address)
@@ -173,7 +174,7 @@ class GuardedBackend(httpcore.NetworkBackend):
         for address in addresses:
             try:
                 return self.inner.connect_tcp(
-                    address, port, socket_options=socket_options, **options
+                    address, port, timeout, local_address, socket_options=socket_options
                 )
             except httpcore.ConnectError as exc:  # try the next address; a timeout ends it
                 error = exc
