@@ -11,7 +11,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "configurable_agents"
 
 LAYERS = [
-    {"_version", "config", "pricing"},
+    {"_version", "config", "environment", "pricing"},
     {"llm", "tools"},
     {"engine"},
     {"observability"},

@@ -19,10 +19,10 @@ import yaml
 from .._version import __version__
 from ..api import TRACING_ENV
 from ..config.loader import Workflow
+from ..environment import RUNS_DB_ENV, TOKEN_ENV
 from ..llm.providers import PROVIDER_KEYS
 from ..llm.settings import resolve_llm
 from ..observability.spool import SPOOL_ENV
-from ..server.jobs import RUNS_DB_ENV
 
 __all__ = [
     "DeployError",
@@ -153,8 +153,6 @@ def _compose(
 
 
 def _env_example(workflow: Workflow) -> str:
-    from ..server.app import TOKEN_ENV  # imports FastAPI
-
     lines = ["# Variables the services read; copy to your env file and fill in (no values here)."]
     lines += [f"{key}=" for keys in PROVIDER_KEYS.values() for key in keys]
     lines.append(f"{TOKEN_ENV}=")
