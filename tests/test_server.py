@@ -413,7 +413,7 @@ def test_connections_to_the_listener_send_without_delay() -> None:
     response waited ~40 ms for a delayed ACK."""
     import asyncio
 
-    from configurable_agents._cli_serve import _listen
+    from configurable_agents.server.process import listen
 
     async def nodelay_of_accepted_connection() -> int:
         accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -423,7 +423,7 @@ def test_connections_to_the_listener_send_without_delay() -> None:
             accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
             writer.close()
 
-        server = await asyncio.start_server(on_connection, sock=_listen("127.0.0.1", 0))
+        server = await asyncio.start_server(on_connection, sock=listen("127.0.0.1", 0))
         async with server:
             port = server.sockets[0].getsockname()[1]
             _, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -1,11 +1,11 @@
-"""`configurable-agents serve`: a workflow behind an HTTP API (FastAPI on uvicorn)."""
+"""`configurable-agents serve`: a workflow behind an HTTP API (FastAPI on uvicorn).
+
+Option parsing and error reporting only; :mod:`configurable_agents.server.process` starts the
+server.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,118 +81,75 @@ def serve(
 
     With $CONFIGURABLE_AGENTS_API_TOKEN set, requests need `Authorization: Bearer <token>`.
     """
-    import sqlite3
-
     from .api import prepare_workflow
     from .engine import SetupError
-    from .server.jobs import JobStore, default_runs_db
+    from .server import process
 
     workflow = _runnable(file, llm)
     try:
         prepared = prepare_workflow(workflow, llm=llm, trace=trace or None)
     except SetupError as exc:
         _fail_input(str(exc))
-    executor = None
     if queue and db:
         _fail_input("--db and --queue: with --queue, runs are kept in the queue's Redis")
-    if queue:
-        from .queue.app import QueueError, open_queue
-        from .queue.executors import QueueExecutor
-
-        try:
-            runs, celery = open_queue(queue)
-        except QueueError as exc:
-            _fail_input(str(exc))
-        jobs: Any = runs
-        executor = QueueExecutor(prepared, runs, celery)
-    else:
-        try:
-            jobs = JobStore(db)
-        except (OSError, sqlite3.Error) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            where = db or default_runs_db()
-            _fail_input(f"--db {where}: cannot use it as the job table: {reason}")
+    jobs, executor = _queued(prepared, queue) if queue else (_job_table(db), None)
     try:
-        listener = _listen(host, port)
+        listener = process.listen(host, port)
     except OSError as exc:
         _fail_input(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    _run_server(prepared, jobs, listener, max_body_bytes, max_runs, shutdown_timeout, executor)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket. Made with protocol ``IPPROTO_TCP`` on purpose: asyncio sets
-    TCP_NODELAY only on connections of such sockets, and without it every response waits ~40 ms
-    (Nagle's algorithm against delayed ACKs)."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
-    )[0]
-    listener = socket.socket(family, kind, proto)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(address)
-        listener.listen(2048)
-    except OSError:
-        listener.close()
-        raise
-    return listener
-
-
-def _run_server(
-    prepared: PreparedWorkflow,
-    jobs: JobStore,
-    listener: socket.socket,
-    max_body_bytes: int,
-    max_runs: int,
-    shutdown_timeout: float,
-    executor: Executor | None = None,
-) -> None:
-    import uvicorn
-
-    from .observability.prometheus import serve_metrics
-    from .server.app import TOKEN_ENV, create_app
-
-    token = os.environ.get(TOKEN_ENV) or None
-    api = create_app(
+    process.serve(
         prepared,
-        jobs=jobs,
-        token=token,
+        jobs,
+        listener,
         max_body_bytes=max_body_bytes,
-        shutdown_timeout=shutdown_timeout,
         max_runs=max_runs,
+        shutdown_timeout=shutdown_timeout,
         executor=executor,
+        announce=lambda line: click.echo(line, err=True),
     )
-    host, port = listener.getsockname()[:2]
-    notes = ["API docs at /docs", f"job table {jobs.path}"]
-    notes += ["bearer token required"] if token else []
-    prometheus = prepared.workflow.config.config.observability.prometheus
-    if prometheus.enabled:
-        try:
-            serve_metrics(api.state.metrics, prometheus)
-            notes.append(f"metrics also on :{prometheus.port}{prometheus.path}")
-        except OSError as exc:
-            notes.append(f"metrics NOT on :{prometheus.port}: {exc.strerror or exc}")
-    click.echo(
-        f"serving {prepared.workflow.name} on http://{host}:{port} ({'; '.join(notes)})", err=True
-    )
-    config = uvicorn.Config(
-        api, log_level="info", timeout_graceful_shutdown=shutdown_timeout, lifespan="on"
-    )
-    # uvicorn shuts down gracefully on SIGTERM and SIGINT (runs finished or cancelled, traces
-    # flushed), then raises the signal again: these handlers then end the process.
-    signal.signal(signal.SIGTERM, lambda *_: _exit_now(0))
-    signal.signal(signal.SIGINT, lambda *_: _exit_now(130))
-    uvicorn.Server(config).run(sockets=[listener])
 
 
-def _exit_now(code: int) -> None:
-    """Exit after the exit handlers, skipping the interpreter's teardown of the LangChain and
-    FastAPI modules (seconds on a busy machine, for nothing)."""
-    import atexit
+def _queued(prepared: PreparedWorkflow, url: str) -> tuple[Any, Executor]:
+    """The runs kept in the Redis at ``url`` and the executor enqueueing runs there; exit 2 if
+    it does not answer.
 
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    Args:
+        prepared: The workflow served.
+        url: The ``--queue`` Redis URL.
+
+    Returns:
+        The queue's run store (the server's job table) and its executor.
+    """
+    from .queue.app import QueueError, open_queue
+    from .queue.executors import QueueExecutor
+
+    try:
+        runs, celery = open_queue(url)
+    except QueueError as exc:
+        _fail_input(str(exc))
+    return runs, QueueExecutor(prepared, runs, celery)
+
+
+def _job_table(db: Path | None) -> JobStore:
+    """The SQLite job table at ``db`` (default: $CONFIGURABLE_AGENTS_RUNS_DB, else the home
+    one); exit 2 if it cannot be used.
+
+    Args:
+        db: The ``--db`` option, if given.
+
+    Returns:
+        The job table.
+    """
+    import sqlite3
+
+    from .server.jobs import JobStore, default_runs_db
+
+    try:
+        return JobStore(db)
+    except (OSError, sqlite3.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        where = db or default_runs_db()
+        _fail_input(f"--db {where}: cannot use it as the job table: {reason}")
 
 
 def run_metrics(prepared: PreparedWorkflow) -> AbstractContextManager[None]:
