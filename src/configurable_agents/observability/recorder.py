@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from ..config.loader import Workflow
 from ..config.settings import MlflowConfig
 from ..engine import NullObserver, RunResult
+from . import layout
 from .redact import make_scrubber
 from .spans import build_trace
 from .spool import Spool
@@ -287,8 +288,8 @@ class Recorder(NullObserver):
             elif entry["cost_usd"] is not None:
                 entry["cost_usd"] += float(record.cost_usd)
         metrics: dict[str, float] = {
-            "total_cost_usd": float(result.cost_usd),
-            "total_tokens": usage.total_tokens,
+            layout.METRIC_TOTAL_COST: float(result.cost_usd),
+            layout.METRIC_TOTAL_TOKENS: usage.total_tokens,
             "prompt_tokens": usage.input_tokens,
             "completion_tokens": usage.output_tokens,
             "node_count": len(result.records),
@@ -297,15 +298,15 @@ class Recorder(NullObserver):
         }
         for node_id, entry in nodes.items():
             if entry["cost_usd"] is not None:
-                metrics[f"node_{node_id}_cost_usd"] = entry["cost_usd"]
-            metrics[f"node_{node_id}_duration_ms"] = entry["duration_ms"]
+                metrics[layout.node_key(node_id, "cost_usd")] = entry["cost_usd"]
+            metrics[layout.node_key(node_id, "duration_ms")] = entry["duration_ms"]
         params: dict[str, Any] = {
             "workflow_name": flow.name,
             "workflow_version": flow.version or "",
         }
         for record in result.records:
-            params[f"node_{record.node_id}_provider"] = record.provider
-            params[f"node_{record.node_id}_model"] = record.model
+            params[layout.node_key(record.node_id, "provider")] = record.provider
+            params[layout.node_key(record.node_id, "model")] = record.model
         if not self.config.redact_pii:
             params.update({f"input_{k}": v for k, v in self._scrub_values(result.inputs).items()})
         summary = {
@@ -332,9 +333,9 @@ class Recorder(NullObserver):
             "tags": {
                 **self._scrub_values(self.config.tags),
                 **result.tags,  # scrubbed by `record`
-                "workflow": flow.name,
-                "run_status": result.status.value,
-                "configurable_agents.run_id": result.run_id,
+                layout.TAG_WORKFLOW: flow.name,
+                layout.RUN_TAG_STATUS: result.status.value,
+                layout.RUN_TAG_RUN_ID: result.run_id,
             },
             "artifacts": self.scrub(self._artifacts(result, summary)),
         }
@@ -342,7 +343,7 @@ class Recorder(NullObserver):
     def _artifacts(self, result: RunResult, summary: dict[str, Any]) -> dict[str, Any]:
         if not self.config.log_artifacts:
             return {}
-        artifacts: dict[str, Any] = {"cost_summary.json": summary}
+        artifacts: dict[str, Any] = {layout.ARTIFACT_COST_SUMMARY: summary}
         level = self.config.artifact_level
         if level in ("standard", "full"):
             artifacts["node_outputs.json"] = [

@@ -33,6 +33,7 @@ from ..engine.records import (
     ToolCallRecord,
 )
 from ..pricing import Price
+from . import layout
 
 __all__ = ["TraceSpans", "build_trace"]
 
@@ -136,11 +137,11 @@ def build_trace(
     builder = _Builder(trace_hex or secrets.token_hex(16), scrub, log_prompts)
     flow = workflow.config.flow
     tags = {
-        "workflow": flow.name,
-        "workflow_version": flow.version or "",
-        "status": result.status.value,
-        "mlflow.traceName": flow.name,  # reports group by trace name (query_trace_metrics)
-        "unpriced": "true" if result.unpriced else "false",
+        layout.TAG_WORKFLOW: flow.name,
+        layout.TAG_WORKFLOW_VERSION: flow.version or "",
+        layout.TAG_STATUS: result.status.value,
+        layout.TRACE_NAME: flow.name,  # reports group by trace name (query_trace_metrics)
+        layout.TAG_UNPRICED: "true" if result.unpriced else "false",
         **result.tags,
     }
     usage = result.usage
@@ -152,7 +153,7 @@ def build_trace(
         "workflow.node_count": len(workflow.config.nodes),
         "workflow.run_id": result.run_id,
         "workflow.status": result.status.value,
-        "workflow.total_cost_usd": float(result.cost_usd),
+        layout.SPAN_TOTAL_COST: float(result.cost_usd),
         "workflow.total_tokens": usage.total_tokens,
         "workflow.unpriced": result.unpriced,
         "user.id": result.tags.get("user_id"),
@@ -181,7 +182,7 @@ def _node_spans(builder: _Builder, record: NodeRecord, root: str) -> None:
         "node.iteration": record.iteration,
         "node.item_index": record.item_index,
         "node.model_calls": record.model_calls,
-        "node.cost_usd": _cost(record.cost_usd),
+        layout.SPAN_NODE_COST: _cost(record.cost_usd),
         "node.price_source": record.price_source,
     }
     node = builder.add(

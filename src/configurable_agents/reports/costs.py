@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ..observability import layout
 from .query import ReportError, ReportQuery, Store, open_store
 from .tags import TAG_PREFIX, tag_breakdown, tag_keys
 from .traces import TraceMetrics, unpriced_traces, unsupported
@@ -289,11 +290,11 @@ def _from_traces(store: Store, query: ReportQuery, aggregate_by: str | None) -> 
 def _run_filter(query: ReportQuery) -> str:
     clauses = []
     if query.workflow is not None:
-        clauses.append(f"tags.workflow = '{query.workflow}'")
+        clauses.append(f"tags.{layout.TAG_WORKFLOW} = '{query.workflow}'")
     if query.status == "success":
-        clauses.append("tags.run_status = 'success'")
+        clauses.append(f"tags.{layout.RUN_TAG_STATUS} = 'success'")
     elif query.status == "failure":
-        clauses.append("tags.run_status != 'success'")
+        clauses.append(f"tags.{layout.RUN_TAG_STATUS} != 'success'")
     if query.start_ms is not None:
         clauses.append(f"attributes.start_time >= {query.start_ms}")
     if query.end_ms is not None:
@@ -318,14 +319,16 @@ def _from_runs(
         )
         for run in page:
             tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-            if "workflow" not in tags or "total_cost_usd" not in metrics:
+            if layout.TAG_WORKFLOW not in tags or layout.METRIC_TOTAL_COST not in metrics:
                 continue  # not a workflow run (e.g. a batch's parent run)
-            name = tags["workflow"]
+            name = tags[layout.TAG_WORKFLOW]
+            cost = metrics[layout.METRIC_TOTAL_COST]
             entry = totals.workflows[name]
             entry["runs"] += 1
-            entry["successful" if tags.get("run_status") == "success" else "failed"] += 1
-            entry["tokens"] += int(metrics.get("total_tokens", 0))
-            entry["cost_usd"] += metrics["total_cost_usd"]
+            ok = tags.get(layout.RUN_TAG_STATUS) == "success"
+            entry["successful" if ok else "failed"] += 1
+            entry["tokens"] += int(metrics.get(layout.METRIC_TOTAL_TOKENS, 0))
+            entry["cost_usd"] += cost
             calls = _node_costs(params, metrics)
             unpriced = {model for _, model, _, cost in calls if cost is None}
             totals.unpriced_models.update(unpriced)
@@ -335,13 +338,13 @@ def _from_runs(
                     nodes[(name, node)] += cost
             if unpriced:
                 totals.unpriced_runs += 1
-                trace_id = tags.get("mlflow.trace_id", run.info.run_id)
+                trace_id = tags.get(layout.RUN_TAG_TRACE, run.info.run_id)
                 totals.unpriced_ids.append((run.info.start_time, trace_id))
             if aggregate_by is not None:
                 period = totals.period(period_label(run.info.start_time, aggregate_by))
                 period["runs"] += 1
-                period["cost_usd"] += metrics["total_cost_usd"]
-                period["by_workflow"][name] += metrics["total_cost_usd"]
+                period["cost_usd"] += cost
+                period["by_workflow"][name] += cost
                 for _, model, _, cost in calls:
                     if cost is not None:
                         period["by_model"][model.partition("/")[2]] += cost
@@ -356,13 +359,10 @@ def _node_costs(
     """``(provider, provider/model, node, cost or None when unpriced)`` of each node of a run,
     from its ``node_<id>_provider``/``_model`` params and ``node_<id>_cost_usd`` metrics."""
     found = []
-    for key, model in params.items():
-        if key.startswith("node_") and key.endswith("_model"):
-            node = key[len("node_") : -len("_model")]
-            provider = params.get(f"node_{node}_provider", "")
-            found.append(
-                (provider, f"{provider}/{model}", node, metrics.get(f"node_{node}_cost_usd"))
-            )
+    for node, key in layout.node_keys(set(params), "model").items():
+        provider = params.get(layout.node_key(node, "provider"), "")
+        cost = metrics.get(layout.node_key(node, "cost_usd"))
+        found.append((provider, f"{provider}/{params[key]}", node, cost))
     return found
 
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..observability import layout
 from .query import ReportError, ReportQuery, Store, open_store
 from .traces import search_filter
 
@@ -62,13 +63,13 @@ def list_runs(query: ReportQuery, limit: int = 20) -> list[RunSummary]:
     runs = []
     for trace in traces:
         info = trace.info
-        usage = json.loads(info.trace_metadata.get("mlflow.trace.tokenUsage") or "{}")
-        unpriced = info.tags.get("unpriced") == "true"
+        usage = json.loads(info.trace_metadata.get(layout.TRACE_TOKENS) or "{}")
+        unpriced = info.tags.get(layout.TAG_UNPRICED) == "true"
         runs.append(
             RunSummary(
                 trace_id=info.trace_id,
-                workflow=info.tags.get("workflow", ""),
-                status=info.tags.get("status", str(info.state)),
+                workflow=info.tags.get(layout.TAG_WORKFLOW, ""),
+                status=info.tags.get(layout.TAG_STATUS, str(info.state)),
                 start=_iso(info.request_time),
                 duration_s=(info.execution_duration or 0) / 1000,
                 tokens=int(usage.get("total_tokens", 0)),
@@ -80,14 +81,14 @@ def list_runs(query: ReportQuery, limit: int = 20) -> list[RunSummary]:
 
 
 def _trace_cost(info: Any) -> float:
-    cost = json.loads(info.trace_metadata.get("mlflow.trace.cost") or "{}")
+    cost = json.loads(info.trace_metadata.get(layout.TRACE_COST) or "{}")
     return float(cost.get("total_cost", 0.0))
 
 
 def _priced_cost(store: Store, info: Any) -> float:
     """The store may price calls we left unpriced; the run's own total counts only ours."""
     root = next(s for s in store.client.get_trace(info.trace_id).data.spans if s.parent_id is None)
-    return float(root.get_attribute("workflow.total_cost_usd") or 0.0)
+    return float(root.get_attribute(layout.SPAN_TOTAL_COST) or 0.0)
 
 
 @dataclass
@@ -157,7 +158,7 @@ def profile_run(query: ReportQuery, run: str) -> RunProfile:
         run = found[0].trace_id
     try:
         if not run.startswith("tr-"):
-            run = store.client.get_run(run).data.tags["mlflow.trace_id"]
+            run = store.client.get_run(run).data.tags[layout.RUN_TAG_TRACE]
         trace = store.client.get_trace(run)
     except (MlflowException, KeyError):
         raise ReportError(f"no run {run!r} in {query.tracking_uri}") from None
@@ -183,21 +184,21 @@ def profile_run(query: ReportQuery, run: str) -> RunProfile:
                 duration_ms=duration / 1e6,
                 share=duration / total_ns,
                 tokens=int(tokens),
-                cost_usd=span.get_attribute("node.cost_usd"),
+                cost_usd=span.get_attribute(layout.SPAN_NODE_COST),
                 model=own[0].name if own else "",
                 status=str(span.status.status_code),
                 bottleneck=duration / total_ns > BOTTLENECK_SHARE,
             )
         )
-    usage = json.loads(trace.info.trace_metadata.get("mlflow.trace.tokenUsage") or "{}")
+    usage = json.loads(trace.info.trace_metadata.get(layout.TRACE_TOKENS) or "{}")
     return RunProfile(
         trace_id=trace.info.trace_id,
-        workflow=trace.info.tags.get("workflow", ""),
-        status=trace.info.tags.get("status", ""),
+        workflow=trace.info.tags.get(layout.TAG_WORKFLOW, ""),
+        status=trace.info.tags.get(layout.TAG_STATUS, ""),
         start=_iso(trace.info.request_time),
         duration_ms=total_ns / 1e6,
-        cost_usd=float(root.get_attribute("workflow.total_cost_usd") or 0.0),
+        cost_usd=float(root.get_attribute(layout.SPAN_TOTAL_COST) or 0.0),
         tokens=int(usage.get("total_tokens", 0)),
-        unpriced=trace.info.tags.get("unpriced") == "true",
+        unpriced=trace.info.tags.get(layout.TAG_UNPRICED) == "true",
         nodes=nodes,
     )

@@ -13,6 +13,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from ..observability import layout
 from .query import ReportError, ReportQuery, Store
 from .traces import search_filter
 
@@ -69,10 +70,10 @@ def tag_breakdown(store: Store, query: ReportQuery, keys: list[str]) -> dict[str
         )
         for trace in page:
             info = trace.info
-            if "workflow" not in info.tags:
+            if layout.TAG_WORKFLOW not in info.tags:
                 continue  # not a workflow run's trace
-            cost = float(_metadata(info, "mlflow.trace.cost").get("total_cost") or 0.0)
-            tokens = int(_metadata(info, "mlflow.trace.tokenUsage").get("total_tokens") or 0)
+            cost = float(_metadata(info, layout.TRACE_COST).get("total_cost") or 0.0)
+            tokens = int(_metadata(info, layout.TRACE_TOKENS).get("total_tokens") or 0)
             ok = str(getattr(info.state, "value", info.state)) == "OK"
             for key in keys:
                 entry = groups[key][info.tags.get(key, UNSET)]

@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..observability import layout
 from .query import ReportQuery, Store
 
 __all__ = ["TraceMetrics", "UnpricedTrace", "search_filter", "unpriced_traces", "unsupported"]
@@ -33,7 +34,7 @@ class TraceMetrics:
         self.query = query
         self.filters: list[str] = []
         if query.workflow is not None:
-            self.filters.append(f'trace.tag.mlflow.traceName = "{query.workflow}"')
+            self.filters.append(f'trace.tag.{layout.TRACE_NAME} = "{query.workflow}"')
         if query.status is not None:
             self.filters.append(
                 f'trace.status = "{"OK" if query.status == "success" else "ERROR"}"'
@@ -97,7 +98,7 @@ class TraceMetrics:
     def unpriced_count(self) -> int:
         """Runs with an unpriced model (tagged ``unpriced=true``)."""
         points = self._points(
-            "TRACES", "trace_count", "COUNT", [], ('trace.tag.unpriced = "true"',)
+            "TRACES", "trace_count", "COUNT", [], (f'trace.tag.{layout.TAG_UNPRICED} = "true"',)
         )
         return int(sum(p.values["COUNT"] for p in points))
 
@@ -107,7 +108,7 @@ class TraceMetrics:
         cost is empty, so it adds nothing)."""
         points = self._points(
             "SPANS", "total_cost", "SUM", ["span_model_name", "span_model_provider"],
-            (f'trace.tag.mlflow.traceName = "{workflow}"',),  # only model calls have costs
+            (f'trace.tag.{layout.TRACE_NAME} = "{workflow}"',),  # only model calls have costs
             by_day=by_day,
         )  # fmt: skip
         return [
@@ -142,7 +143,7 @@ def search_filter(query: ReportQuery, *extra: str) -> str:
     """A ``search_traces`` filter string for the query (time, workflow, status) and ``extra``."""
     clauses = list(extra)
     if query.workflow is not None:
-        clauses.append(f"tag.workflow = '{query.workflow}'")
+        clauses.append(f"tag.{layout.TAG_WORKFLOW} = '{query.workflow}'")
     if query.status is not None:
         clauses.append(f"trace.status = '{'OK' if query.status == 'success' else 'ERROR'}'")
     if query.start_ms is not None:
@@ -173,7 +174,7 @@ def unpriced_traces(store: Store, query: ReportQuery, limit: int) -> list[Unpric
     found = []
     for trace in store.client.search_traces(
         locations=store.experiment_ids,
-        filter_string=search_filter(query, "tag.unpriced = 'true'"),
+        filter_string=search_filter(query, f"tag.{layout.TAG_UNPRICED} = 'true'"),
         max_results=limit,
         order_by=["timestamp_ms DESC"],
     ):

@@ -1,0 +1,73 @@
+"""The names a recorded run is written under in MLflow: written by the recorder, read by reports.
+
+Defined once here, so that a renamed tag, metric or param cannot leave the reports reading a name
+that is no longer written. Documented in docs/OBSERVABILITY.md.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ARTIFACT_COST_SUMMARY",
+    "METRIC_TOTAL_COST",
+    "METRIC_TOTAL_TOKENS",
+    "RUN_TAG_RUN_ID",
+    "RUN_TAG_STATUS",
+    "RUN_TAG_TRACE",
+    "SPAN_NODE_COST",
+    "SPAN_TOTAL_COST",
+    "TAG_STATUS",
+    "TAG_UNPRICED",
+    "TAG_WORKFLOW",
+    "TAG_WORKFLOW_VERSION",
+    "TRACE_COST",
+    "TRACE_NAME",
+    "TRACE_TOKENS",
+    "node_key",
+    "node_keys",
+]
+
+# Trace tags (and, for TAG_WORKFLOW, run tags too).
+TAG_WORKFLOW = "workflow"
+"""The workflow's name: trace tag and run tag."""
+TAG_WORKFLOW_VERSION = "workflow_version"
+TAG_STATUS = "status"
+"""Trace tag: the run's status (`success`, `failed`, ...)."""
+TAG_UNPRICED = "unpriced"
+"""Trace tag: `true` when a model of the run has no known price."""
+TRACE_NAME = "mlflow.traceName"
+"""MLflow's trace name: the workflow's, which trace metrics group by."""
+
+# MLflow run tags.
+RUN_TAG_STATUS = "run_status"
+RUN_TAG_RUN_ID = "configurable_agents.run_id"
+RUN_TAG_TRACE = "mlflow.trace_id"
+"""MLflow's link from a run to its trace."""
+
+# MLflow run metrics and params.
+METRIC_TOTAL_COST = "total_cost_usd"
+METRIC_TOTAL_TOKENS = "total_tokens"
+ARTIFACT_COST_SUMMARY = "cost_summary.json"
+
+# Span attributes (ours) and trace metadata (MLflow's, computed from the spans).
+SPAN_TOTAL_COST = "workflow.total_cost_usd"
+"""Root span: the run's cost."""
+SPAN_NODE_COST = "node.cost_usd"
+"""Node span: the execution's cost (absent when unpriced)."""
+TRACE_COST = "mlflow.trace.cost"
+TRACE_TOKENS = "mlflow.trace.tokenUsage"
+
+
+def node_key(node_id: str, what: str) -> str:
+    """The run metric or param ``node_<id>_<what>`` (what: `cost_usd`, `duration_ms`, `provider`,
+    `model`)."""
+    return f"node_{node_id}_{what}"
+
+
+def node_keys(keys: list[str] | set[str], what: str) -> dict[str, str]:
+    """``{node id: key}`` of the ``node_<id>_<what>`` keys among ``keys``."""
+    prefix, suffix = "node_", f"_{what}"
+    return {
+        key[len(prefix) : -len(suffix)]: key
+        for key in keys
+        if key.startswith(prefix) and key.endswith(suffix) and len(key) > len(prefix + suffix)
+    }
