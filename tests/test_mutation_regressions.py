@@ -5,7 +5,9 @@ Each test is the smallest file of its class; the comment says what went wrong be
 
 from __future__ import annotations
 
+import copy
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,59 @@ def test_a_misspelt_top_level_key_is_one_error(tmp_path: Path, key: str, typo: s
     assert error.message.startswith(f"unknown key {typo!r}")
     assert error.suggestion == key
     assert error.line == next(i for i, row in enumerate(text.splitlines(), 1) if typo in row)
+
+
+# -- huge values stay fast: the property allows `validate` 2 s per file, and so do these --------
+
+ROUTING = yaml.safe_load((ROOT / "examples" / "routing.yaml").read_text())
+
+
+def _timed(tmp_path: Path, data: dict) -> tuple[list, float]:
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, width=10**9))
+    started = time.perf_counter()
+    workflow, diagnostics = validate_workflow(path)
+    elapsed = time.perf_counter() - started
+    assert workflow is None
+    _assert_all_located(diagnostics)
+    return diagnostics, elapsed
+
+
+def test_a_huge_misspelt_name_gets_no_slow_suggestion(tmp_path: Path) -> None:
+    # A 300 KB type name (the example's `int` repeated) spent half a second in difflib for each
+    # suggestion, once per validation pass and per copy of an aliased node: 15 s for one file.
+    data = copy.deepcopy(ROUTING)
+    data["nodes"][0]["output_schema"]["fields"][1]["type"] = "int" * 100_000
+    data["nodes"].append(data["nodes"][0])
+    diagnostics, elapsed = _timed(tmp_path, data)
+    assert elapsed < 2.0
+    assert all(len(d.message) < 300 for d in diagnostics)
+    assert all(d.suggestion is None for d in diagnostics)
+
+
+def test_a_placeholder_repeated_many_times_is_one_error_found_fast(tmp_path: Path) -> None:
+    # 40,000 copies of one unknown placeholder were 40,000 errors, each located by searching the
+    # text from its start again: 9 minutes. A template has at most 1,000 placeholders, and a
+    # repeated problem is reported once.
+    data = copy.deepcopy(ROUTING)
+    data["nodes"][1]["prompt"] = "{nope}" * 40_000
+    (error,), elapsed = _timed(tmp_path, data)
+    assert "at most 1000 placeholders" in error.message
+    assert elapsed < 2.0
+    data["nodes"][1]["prompt"] = "".join("{nope}" + "x" * 900 for _ in range(1_000))
+    (error,), elapsed = _timed(tmp_path, data)
+    assert error.message == "placeholder {nope}: no state field 'nope'"
+    assert error.column == data["nodes"][1]["prompt"].index("{nope}") + len("  prompt: '") + 1
+    assert elapsed < 2.0
+
+
+def test_a_thousand_different_problems_in_one_value_are_located_fast(tmp_path: Path) -> None:
+    data = copy.deepcopy(ROUTING)
+    prompt = "".join(f"{{n{i}}}" + "x" * 900 for i in range(1_000))
+    data["nodes"][1]["prompt"] = prompt
+    diagnostics, elapsed = _timed(tmp_path, data)
+    assert len(diagnostics) == 1_000
+    assert elapsed < 2.0
+    last = diagnostics[-1]
+    assert "{n999}" in last.message
+    assert last.column == prompt.index("{n999}") + len("  prompt: '") + 1

@@ -98,6 +98,7 @@ class Builder:
             BuildError: a tag, key, scalar or merge that is not allowed, too many values, or
                 nesting deeper than :data:`MAX_DEPTH`; with the position of the offending node.
         """
+        _check_expansion(root)
         return self._value(root, ())
 
     def _tick(self, node: yaml.Node, amount: int = 1) -> None:
@@ -206,6 +207,51 @@ class Builder:
         if not isinstance(value, _PLAIN_SCALARS):
             raise BuildError(f"YAML tag {_short_tag(node.tag)!r} is not allowed", _pos(node))
         return value
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [member for pair in node.value for member in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Fail fast on an alias bomb: how many values the document expands to is counted on the
+    composed graph (each shared node once) instead of by expanding it, which takes seconds.
+
+    Only documents far over the limit are stopped here (merges may override part of what they
+    count); the builder's own count decides the rest.
+    """
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()  # on the current path: an alias back to one is a cycle, left to
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]  # the builder's depth limit
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes or (not done and id(node) in open_):
+            continue
+        children = _children(node)
+        if done:
+            open_.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes.get(id(child), 0) for child in children)
+            continue
+        open_.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes and id(c) not in open_)
+    if sizes[id(root)] <= 4 * MAX_VALUES:
+        return
+    node, before = root, 0
+    while True:  # find where the count passes the limit, in document order
+        for child in _children(node):
+            if before + sizes[id(child)] > MAX_VALUES:
+                node = child
+                break
+            before += sizes[id(child)]
+        else:
+            break
+        before += 1
+    raise BuildError(
+        f"document expands to more than {MAX_VALUES:,} values (alias bomb?)", _pos(node)
+    )
 
 
 def plain_data_problem(data: Any) -> tuple[Loc, str] | None:

@@ -70,7 +70,13 @@ class WorkflowValidationError(Exception):
 
 def closest(word: str, options: Iterable[str]) -> str | None:
     """The option most like ``word``, or ``None`` when none is close enough to suggest."""
-    matches = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    options = list(options)
+    # a similarity of 0.6 needs len(word) <= 7/3 * len(option): skip the comparisons that cannot
+    # reach it, which keeps a huge mistyped value from costing seconds
+    longest = max((len(option) for option in options), default=0)
+    if 3 * len(word) > 7 * longest:
+        return None
+    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,7 @@ class _Scanner:
     def __init__(self, text: str) -> None:
         self.text = text
         self.found = JsonPositions()
-        self.line_starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n"]
+        self.line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
 
     def position(self, offset: int) -> Position:
         line = bisect.bisect_right(self.line_starts, offset)

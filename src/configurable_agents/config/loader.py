@@ -112,7 +112,7 @@ def _validate(
             issues += unset_reads(config, checked.fields).issues
         workflow = Workflow(config, checked.fields, tuple(checked.implicit), document.file)
     diagnostics = sorted(
-        (_locate(document, issue) for issue in issues),
+        (_locate(document, issue) for issue in _once(issues)),
         key=lambda d: (d.line or 0, d.column or 0),
     )
     if any(d.severity == "error" for d in diagnostics):
@@ -194,6 +194,15 @@ def _prune(data: dict[str, Any], locs: list[Loc], known: Known) -> dict[str, Any
     if drop_edges and not data["edges"]:
         data["edges"] = [{"from": "START", "to": "END"}]
     return data
+
+
+def _once(issues: list[Issue]) -> list[Issue]:
+    """The issues without repeats: the same problem at the same path (a misspelt placeholder used
+    ten times in one prompt) is one mistake, reported where it first occurs."""
+    seen: dict[tuple[Loc, str, str], Issue] = {}
+    for issue in issues:
+        seen.setdefault((issue.loc, issue.message, issue.severity), issue)
+    return list(seen.values())
 
 
 def _locate(document: SourceDocument, issue: Issue) -> Diagnostic:

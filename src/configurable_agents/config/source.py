@@ -8,8 +8,10 @@ reported at a line and column.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,9 @@ class SourceDocument:
     values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     spans: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    _hits: dict[tuple[Loc, str], list[int]] = field(default_factory=dict, repr=False)
+    _braced: dict[Loc, dict[str, list[int]]] = field(default_factory=dict, repr=False)
+    _line_starts: list[int] = field(default_factory=list, repr=False)
 
     def locate(self, loc: Loc, *, key: bool = False) -> tuple[int, int] | None:
         """Position of ``loc``, or of its nearest ancestor that has one.
@@ -90,14 +95,38 @@ class SourceDocument:
         ``loc``, if it is there."""
         if loc not in self.spans or not needle:
             return None
+        hits = self._occurrences(loc, needle)
+        if nth >= len(hits):
+            return None
+        if not self._line_starts:
+            self._line_starts = [0, *(m.end() for m in _NEWLINE.finditer(self.text))]
+        line = bisect.bisect_right(self._line_starts, hits[nth])
+        return line, hits[nth] - self._line_starts[line - 1] + 1
+
+    def _occurrences(self, loc: Loc, needle: str) -> list[int]:
+        """Offsets of every occurrence of ``needle`` in the value at ``loc``, found once: a
+        ``{placeholder}`` from one scan of the value's braces, anything else by searching."""
         start, end = self.spans[loc]
-        hit = start - 1
-        for _ in range(nth + 1):
-            hit = self.text.find(needle, hit + 1, end)
-            if hit < 0:
-                return None
-        line = self.text.count("\n", 0, hit) + 1
-        return line, hit - (self.text.rfind("\n", 0, hit) + 1) + 1
+        if _BRACED.fullmatch(needle):
+            if loc not in self._braced:
+                found: dict[str, list[int]] = {}
+                for match in _BRACED.finditer(self.text, start, end):
+                    found.setdefault(match.group(), []).append(match.start())
+                self._braced[loc] = found
+            return self._braced[loc].get(needle, [])
+        key = (loc, needle)
+        if key not in self._hits:
+            hits = []
+            hit = self.text.find(needle, start, end)
+            while hit >= 0:
+                hits.append(hit)
+                hit = self.text.find(needle, hit + 1, end)
+            self._hits[key] = hits
+        return self._hits[key]
+
+
+_NEWLINE = re.compile("\n")
+_BRACED = re.compile(r"\{[^{}\n]*\}")
 
 
 def read_source(path: str | os.PathLike[str]) -> SourceDocument:

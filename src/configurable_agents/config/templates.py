@@ -1,7 +1,8 @@
 """Prompt templates: ``{field}``, ``{state.field}``, ``{state.obj.sub}``; ``{{`` ``}}`` are braces.
 
 A template is data, not code: a placeholder is a dotted path of identifiers and nothing else, so no
-attribute access, indexing or call can run. A path has at most :data:`~.limits.MAX_NESTING` parts.
+attribute access, indexing or call can run. A path has at most :data:`~.limits.MAX_NESTING` parts,
+and a template at most :data:`~.limits.MAX_PLACEHOLDERS` placeholders.
 Lists and objects render as JSON.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .limits import MAX_NESTING
+from .limits import MAX_NESTING, MAX_PLACEHOLDERS
 
 __all__ = [
     "Placeholder",
@@ -24,6 +25,7 @@ __all__ = [
     "to_text",
 ]
 
+_BRACE = re.compile(r"[{}]")
 _PATH = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*")
 
 
@@ -56,43 +58,54 @@ def parse_template(template: str) -> list[str | Placeholder]:
     """
     parts: list[str | Placeholder] = []
     literal: list[str] = []
-    i, n = 0, len(template)
+    i, n, count = 0, len(template), 0
     while i < n:
+        brace = _BRACE.search(template, i)
+        if brace is None:
+            literal.append(template[i:])
+            break
+        literal.append(template[i : brace.start()])
+        i = brace.start()
         char = template[i]
-        if char in "{}" and template.startswith(char * 2, i):
+        if template.startswith(char * 2, i):
             literal.append(char)
             i += 2
             continue
         if char == "}":
             raise TemplateError("single '}' in template; write '}}' for a literal brace", i)
-        if char != "{":
-            literal.append(char)
-            i += 1
-            continue
         end = template.find("}", i)
         if end < 0:
             raise TemplateError("'{' is never closed; write '{{' for a literal brace", i)
         inner = template[i + 1 : end]
         match = _PATH.fullmatch(inner)
         if not match:
+            shown = inner if len(inner) <= 40 else inner[:37] + "..."
             raise TemplateError(
-                f"invalid placeholder {{{inner}}}: only field names and dotted paths such as "
+                f"invalid placeholder {{{shown}}}: only field names and dotted paths such as "
                 "{state.topic} are allowed; write '{{' and '}}' for literal braces",
                 i,
             )
+        if count == MAX_PLACEHOLDERS:
+            raise TemplateError(f"a template may have at most {MAX_PLACEHOLDERS} placeholders", i)
+        count += 1
         path = tuple(match.group(1).split("."))
         if len(path) > MAX_NESTING + (path[0] == "state"):
             raise TemplateError(
                 f"placeholder {{{'.'.join(path[:3])}...}} has more than {MAX_NESTING} parts", i
             )
-        if literal:
-            parts.append("".join(literal))
-            literal = []
+        _flush(literal, parts)
         parts.append(Placeholder(path, i))
         i = end + 1
-    if literal:
-        parts.append("".join(literal))
+    _flush(literal, parts)
     return parts
+
+
+def _flush(literal: list[str], parts: list[str | Placeholder]) -> None:
+    """Move the literal text gathered so far into ``parts``."""
+    text = "".join(literal)
+    literal.clear()
+    if text:
+        parts.append(text)
 
 
 def to_text(value: Any) -> str:

@@ -141,13 +141,13 @@ def parse_type(text: str) -> TypeExpr:
 def _parse(tokens: list[str], text: str) -> tuple[TypeExpr, list[str]]:
     name, rest = tokens[0], tokens[1:]
     if name in "[],":
-        raise TypeSyntaxError(f"expected a type name in {_shown(text)}, found {name!r}")
+        raise TypeSyntaxError(f"expected a type name in {_shown(text)}, found {_shown(name)}")
     if name not in TYPE_NAMES:
-        raise TypeSyntaxError(f"unknown type {name!r}")
+        raise TypeSyntaxError(f"unknown type {_shown(name)}")
     if not rest or rest[0] != "[":
         return TypeExpr(name), rest
     if name not in ("list", "dict"):
-        raise TypeSyntaxError(f"type {name!r} takes no parameters")
+        raise TypeSyntaxError(f"type {_shown(name)} takes no parameters")
     args: list[TypeExpr] = []
     rest = rest[1:]
     while True:
