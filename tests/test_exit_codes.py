@@ -10,12 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from configurable_agents import cli
-from configurable_agents._cli_batch import BATCH_EXIT
+from configurable_agents.cli.batch import BATCH_EXIT
+from configurable_agents.cli.common import EXIT_CODES
 
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED = {
-    "run": {*cli.EXIT_CODES.values(), 2},
+    "run": {*EXIT_CODES.values(), 2},
     "batch": {*(code for code in BATCH_EXIT.values() if code), 0, 1, 2},
     "validate": {0, 1, 2},
 }

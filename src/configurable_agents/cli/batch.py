@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .cli import _FILE, _fail_input, _flush_recording, _parse_tags, _recorder, _runnable, app
+from .common import FILE, fail_input, flush_recording, parse_tags, recorder_of, runnable
 
-__all__ = ["batch"]
+if TYPE_CHECKING:
+    from ..batch import BatchStats
+    from ..batch.runner import RowExecutor
+    from ..engine import PreparedWorkflow
+
+__all__ = ["BATCH_EXIT", "batch"]
 
 BATCH_EXIT = {None: 0, "budget": 3, "interrupted": 130}
+"""Exit code of `batch` for each way it stops (``BatchStats.stopped``), before failed rows."""
 
 
 class _Progress:
@@ -45,14 +52,16 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
-    def start(self, stats: Any) -> None:
+    def start(self, stats: BatchStats) -> None:
+        """Batch callback: the rows are known; show the bar, or say how many rows run."""
         if self.bar is not None:
             self.task = self.bar.add_task("batch", total=stats.total, failed=0, running=0,
                                           cost=0.0, eta="-")  # fmt: skip
         else:
             self.console.print(f"{stats.total} row(s) to run, {stats.skipped} already done")
 
-    def update(self, stats: Any) -> None:
+    def update(self, stats: BatchStats) -> None:
+        """Batch callback: a row started or ended."""
         if self.task is None:
             return
         eta = stats.eta_s
@@ -66,8 +75,8 @@ class _Progress:
         )
 
 
-@app.command()
-@click.argument("file", type=_FILE)
+@click.command()
+@click.argument("file", type=FILE)
 @click.option("--inputs", "inputs", required=True, type=click.Path(path_type=Path),
               help="Rows: .jsonl, .csv or .json (a list of objects).")  # fmt: skip
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=16, show_default=True,
@@ -100,23 +109,23 @@ def batch(
     """
     import asyncio
 
-    from .api import prepare_workflow
-    from .batch import DatasetError, read_rows, run_batch
-    from .engine import SetupError
+    from ..api import prepare_workflow
+    from ..batch import DatasetError, read_rows, run_batch
+    from ..engine import SetupError
 
-    workflow = _runnable(file, llm)
-    labels = _parse_tags(tags)
+    workflow = runnable(file, llm)
+    labels = parse_tags(tags)
     try:
         rows = read_rows(inputs, workflow)
         prepared = prepare_workflow(workflow, llm=llm, trace=trace or None)
         if max_cost_usd is not None:
             prepared.check_budget_enforceable("--max-cost-usd")
     except (DatasetError, SetupError) as exc:
-        _fail_input(str(exc))
+        fail_input(str(exc))
     executor = _queue_executor(prepared, queue) if queue else None
     with _Progress() as progress:
 
-        async def main() -> Any:
+        async def main() -> BatchStats:
             return await run_batch(
                 prepared, rows, output, inputs=inputs, resume=resume, concurrency=concurrency,
                 max_cost_usd=max_cost_usd, tags=labels, on_progress=progress.update,
@@ -126,25 +135,42 @@ def batch(
         try:
             stats = asyncio.run(main())
         except DatasetError as exc:
-            _fail_input(str(exc))
+            fail_input(str(exc))
     _report(stats, output, prepared)
     code = BATCH_EXIT[stats.stopped] or (1 if stats.failed else 0)
     sys.exit(code)
 
 
-def _queue_executor(prepared: Any, url: str) -> Any:
-    """Makes the row executor that hands rows to the workers of the queue at ``url``."""
-    from .queue.app import QueueError, open_queue
-    from .queue.executors import QueueRowExecutor
+def _queue_executor(
+    prepared: PreparedWorkflow, url: str
+) -> Callable[[Mapping[str, str], str], RowExecutor]:
+    """Makes the row executor that hands rows to the workers of the queue at ``url``.
+
+    Args:
+        prepared: The workflow the rows run.
+        url: The ``--queue`` Redis URL; exit 2 if it does not answer.
+
+    Returns:
+        ``executor(tags, batch_id)`` for :func:`~configurable_agents.batch.run_batch`.
+    """
+    from ..queue.app import QueueError, open_queue
+    from ..queue.executors import QueueRowExecutor
 
     try:
         runs, celery = open_queue(url)
     except QueueError as exc:
-        _fail_input(str(exc))
+        fail_input(str(exc))
     return lambda tags, batch_id: QueueRowExecutor(prepared, runs, celery, tags, batch_id)
 
 
-def _report(stats: Any, output: Path, prepared: Any) -> None:
+def _report(stats: BatchStats, output: Path, prepared: PreparedWorkflow) -> None:
+    """Say on stderr what ran, why it stopped, where the traces and results are, and the cost.
+
+    Args:
+        stats: The batch's totals.
+        output: The results file.
+        prepared: The workflow the rows ran (for its recorder).
+    """
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(stats.statuses.items())) or "none run"
     click.echo(
         f"{stats.done} row(s) run in {stats.elapsed_s:.1f} s ({stats.rate:.1f}/s): {statuses}; "
@@ -155,9 +181,9 @@ def _report(stats: Any, output: Path, prepared: Any) -> None:
         click.echo("budget reached: no more rows started (--resume runs the rest)", err=True)
     elif stats.stopped == "interrupted":
         click.echo("interrupted: running rows cancelled (--resume runs them again)", err=True)
-    recorder = _recorder(prepared)
+    recorder = recorder_of(prepared)
     if recorder is not None:
-        _flush_recording(recorder, "Traces and the batch run")
+        flush_recording(recorder, "Traces and the batch run")
     unpriced = " (some models unpriced)" if stats.unpriced else ""
     click.echo(f"Results: {output}", err=True)
     click.echo(f"Batch cost: ${stats.cost_usd:.6f}, {stats.tokens:,} tokens{unpriced}", err=True)

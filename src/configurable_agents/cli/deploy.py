@@ -5,18 +5,19 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from .cli import _FILE, _fail_input, app
+from .common import FILE, fail_input
 
 __all__ = ["deploy"]
 
 _PORT = click.IntRange(1, 65535)
 
 
-@app.command()
-@click.argument("file", type=_FILE)
+@click.command()
+@click.argument("file", type=FILE)
 @click.option(
     "--output-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -55,15 +56,15 @@ def deploy(
     Exit codes: 0 written (and started), 1 invalid workflow or failed build, 2 bad option,
     5 written but not started because no Docker engine answers.
     """
-    from .config import validate_workflow
-    from .deploy.artifacts import (
+    from ..config import validate_workflow
+    from ..deploy.artifacts import (
         DeployError,
         DeployOptionError,
         DeployOptions,
         plan_deployment,
         write_deployment,
     )
-    from .deploy.docker import build_wheel, compose_up, engine_status
+    from ..deploy.docker import build_wheel
 
     workflow, diagnostics = validate_workflow(file)
     if workflow is None:
@@ -77,7 +78,7 @@ def deploy(
             wheel = build_wheel(Path(scratch))
             write_deployment(deployment, output_dir, wheel)
     except DeployOptionError as exc:
-        _fail_input(str(exc))
+        fail_input(str(exc))
     except DeployError as exc:
         _fail(str(exc))
     except OSError as exc:
@@ -92,8 +93,22 @@ def deploy(
             "workflow needs",
             err=True,
         )
-    if generate:
-        return
+    if not generate:
+        _start(output_dir, api_port, mlflow_port if deployment.mlflow_ui else None)
+
+
+def _start(output_dir: Path, api_port: int, mlflow_port: int | None) -> None:
+    """Start the written services with `docker compose up -d --build`, or say why not.
+
+    Exits 5 when no Docker engine answers, 1 when compose fails.
+
+    Args:
+        output_dir: Where the files were written.
+        api_port: The API's port, for the closing line.
+        mlflow_port: The MLflow UI's port, or None when there is no UI service.
+    """
+    from ..deploy.docker import compose_up, engine_status
+
     problem = engine_status()
     if problem is not None:
         click.echo(
@@ -107,11 +122,16 @@ def deploy(
     if code != 0:
         _fail(f"docker compose up failed (exit {code}); the files are in {output_dir.resolve()}")
     click.echo(f"Started: API on http://localhost:{api_port}", nl=False)
-    if deployment.mlflow_ui:
+    if mlflow_port is not None:
         click.echo(f", MLflow UI on http://localhost:{mlflow_port}", nl=False)
     click.echo()
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
+    """Report a failure that is not the user's input (exit code 1).
+
+    Args:
+        message: What failed; printed after ``error:`` on stderr.
+    """
     click.echo(f"error: {message}", err=True)
     sys.exit(1)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from .cli import _FILE, _fail_input, _runnable, app
+from .common import FILE, fail_input, runnable
 
 __all__ = ["worker"]
 
 
-@app.command()
-@click.argument("files", nargs=-1, required=True, type=_FILE)
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=FILE)
 @click.option("--queue", metavar="REDIS_URL", required=True,
               help="The Redis `serve --queue` and `batch --queue` enqueue runs in.")  # fmt: skip
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=8, show_default=True,
@@ -38,21 +38,21 @@ def worker(
     once they end, so the runs of a worker that dies are run again by another. SIGTERM or Ctrl-C
     stops taking runs and lets running ones finish.
     """
-    from .api import prepare_workflow
-    from .engine import SetupError
-    from .queue.app import QueueError, open_queue, workflow_key
-    from .queue.worker import run_worker
+    from ..api import prepare_workflow
+    from ..engine import SetupError
+    from ..queue.app import QueueError, open_queue, workflow_key
+    from ..queue.worker import run_worker
 
     prepared = []
     for file in files:
         try:
-            prepared.append(prepare_workflow(_runnable(file, llm), llm=llm, trace=trace or None))
+            prepared.append(prepare_workflow(runnable(file, llm), llm=llm, trace=trace or None))
         except SetupError as exc:
-            _fail_input(f"{file}: {exc}")
+            fail_input(f"{file}: {exc}")
     try:
         runs, celery = open_queue(queue, visibility_timeout=visibility_timeout)
     except QueueError as exc:
-        _fail_input(str(exc))
+        fail_input(str(exc))
     keys = ", ".join(workflow_key(p) for p in prepared)
     click.echo(f"worker for {keys} on {runs.path} ({concurrency} at once)", err=True)
     run_worker(prepared, runs, celery, concurrency=concurrency)

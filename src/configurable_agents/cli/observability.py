@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from .cli import _FILE, _fail_input, app
+from .common import FILE, fail_input
+
+if TYPE_CHECKING:
+    from ..config.settings import MlflowConfig
 
 __all__ = ["observability"]
 
 
-@app.group()
+@click.group()
 def observability() -> None:
     """The local spool of runs waiting for MLflow, and the tracking store."""
 
@@ -25,8 +28,8 @@ def flush(timeout: float | None) -> None:
     """Write every spooled run to its MLflow store now."""
     import time
 
-    from .observability.spool import Spool
-    from .observability.writer import drain
+    from ..observability.spool import Spool
+    from ..observability.writer import drain
 
     spool = Spool()
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -52,12 +55,12 @@ def flush(timeout: float | None) -> None:
 def sync(target: str, source: str) -> None:
     """Copy the runs recorded locally while the server TO was down to it, and write the runs
     still spooled for it. Runs already copied are not copied again."""
-    from .observability.spool import Spool
-    from .observability.sync import copy_fallback_runs
-    from .observability.writer import drain
+    from ..observability.spool import Spool
+    from ..observability.sync import copy_fallback_runs
+    from ..observability.writer import drain
 
     if source.startswith("sqlite:///") and not Path(source.removeprefix("sqlite:///")).exists():
-        _fail_input(f"--from {source}: no such store")
+        fail_input(f"--from {source}: no such store")
     try:
         traces, runs = copy_fallback_runs(source, target)
         written = drain(Spool(), destination=target)
@@ -72,10 +75,10 @@ def sync(target: str, source: str) -> None:
 
 
 @observability.command()
-@click.argument("file", type=_FILE, required=False)
+@click.argument("file", type=FILE, required=False)
 def status(file: Path | None) -> None:
     """Show the spool's backlog and, for a workflow FILE, its store's health."""
-    from .observability.spool import Spool
+    from ..observability.spool import Spool
 
     spool = Spool()
     backlog = spool.backlog()
@@ -87,7 +90,7 @@ def status(file: Path | None) -> None:
         click.echo(f"last error: {backlog['last_error']}")
     if file is None:
         return
-    from .observability.maintenance import store_status
+    from ..observability.maintenance import store_status
 
     destination, mlflow = _store_of(file)
     health = store_status(destination, mlflow.experiment_name)
@@ -99,16 +102,16 @@ def status(file: Path | None) -> None:
 
 
 @observability.command()
-@click.argument("file", type=_FILE)
+@click.argument("file", type=FILE)
 @click.option("--days", type=click.IntRange(min=1), help="Override retention_days.")
 def prune(file: Path, days: int | None) -> None:
     """Delete a workflow's traces and runs older than its `retention_days`."""
-    from .observability.maintenance import prune as prune_store
+    from ..observability.maintenance import prune as prune_store
 
     destination, mlflow = _store_of(file)
     retention = days or mlflow.retention_days
     if retention is None:
-        _fail_input("no retention: set config.observability.mlflow.retention_days or --days")
+        fail_input("no retention: set config.observability.mlflow.retention_days or --days")
     try:
         traces, runs = prune_store(destination, mlflow.experiment_name, retention)
     except Exception as exc:
@@ -117,9 +120,18 @@ def prune(file: Path, days: int | None) -> None:
     click.echo(f"deleted {traces} trace(s) and {runs} run(s) older than {retention} day(s)")
 
 
-def _store_of(file: Path) -> tuple[str, Any]:
-    from .config import validate_workflow
-    from .observability.recorder import tracking_uri
+def _store_of(file: Path) -> tuple[str, MlflowConfig]:
+    """The MLflow store of workflow ``file`` and its settings; exit 2 if the file is invalid.
+
+    Args:
+        file: The workflow file.
+
+    Returns:
+        The tracking URI (the config's, else $MLFLOW_TRACKING_URI, else the local default) and
+        the workflow's ``config.observability.mlflow``.
+    """
+    from ..config import validate_workflow
+    from ..observability.recorder import tracking_uri
 
     workflow, diagnostics = validate_workflow(file)
     if workflow is None:

@@ -6,24 +6,23 @@ server.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from .cli import _FILE, _fail_input, _runnable, app
+from .common import FILE, fail_input, runnable
 
 if TYPE_CHECKING:
-    from .engine import PreparedWorkflow
-    from .server.executor import Executor
-    from .server.jobs import JobStore
+    from ..engine import PreparedWorkflow
+    from ..server.executor import Executor
+    from ..server.jobs import JobStore
 
-__all__ = ["run_metrics", "serve"]
+__all__ = ["serve"]
 
 
-@app.command()
-@click.argument("file", type=_FILE)
+@click.command()
+@click.argument("file", type=FILE)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any."
@@ -81,22 +80,22 @@ def serve(
 
     With $CONFIGURABLE_AGENTS_API_TOKEN set, requests need `Authorization: Bearer <token>`.
     """
-    from .api import prepare_workflow
-    from .engine import SetupError
-    from .server import process
+    from ..api import prepare_workflow
+    from ..engine import SetupError
+    from ..server import process
 
-    workflow = _runnable(file, llm)
+    workflow = runnable(file, llm)
     try:
         prepared = prepare_workflow(workflow, llm=llm, trace=trace or None)
     except SetupError as exc:
-        _fail_input(str(exc))
+        fail_input(str(exc))
     if queue and db:
-        _fail_input("--db and --queue: with --queue, runs are kept in the queue's Redis")
+        fail_input("--db and --queue: with --queue, runs are kept in the queue's Redis")
     jobs, executor = _queued(prepared, queue) if queue else (_job_table(db), None)
     try:
         listener = process.listen(host, port)
     except OSError as exc:
-        _fail_input(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        fail_input(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     process.serve(
         prepared,
         jobs,
@@ -120,13 +119,13 @@ def _queued(prepared: PreparedWorkflow, url: str) -> tuple[Any, Executor]:
     Returns:
         The queue's run store (the server's job table) and its executor.
     """
-    from .queue.app import QueueError, open_queue
-    from .queue.executors import QueueExecutor
+    from ..queue.app import QueueError, open_queue
+    from ..queue.executors import QueueExecutor
 
     try:
         runs, celery = open_queue(url)
     except QueueError as exc:
-        _fail_input(str(exc))
+        fail_input(str(exc))
     return runs, QueueExecutor(prepared, runs, celery)
 
 
@@ -142,38 +141,11 @@ def _job_table(db: Path | None) -> JobStore:
     """
     import sqlite3
 
-    from .server.jobs import JobStore, default_runs_db
+    from ..server.jobs import JobStore, default_runs_db
 
     try:
         return JobStore(db)
     except (OSError, sqlite3.Error) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         where = db or default_runs_db()
-        _fail_input(f"--db {where}: cannot use it as the job table: {reason}")
-
-
-def run_metrics(prepared: PreparedWorkflow) -> AbstractContextManager[None]:
-    """For `run`: serve the workflow's metrics as `config.observability.prometheus` says.
-
-    Returns a context manager counting the run as active while it runs. A missing package or a
-    busy port is reported on stderr; the run goes on without metrics.
-    """
-    config = prepared.workflow.config.config.observability.prometheus
-    try:
-        from .observability.prometheus import Metrics, serve_metrics
-    except ImportError:
-        click.echo(
-            "warning: observability.prometheus needs `pip install 'configurable-agents[server]'`",
-            err=True,
-        )
-        return nullcontext()
-    metrics = Metrics.for_workflow(prepared)
-    try:
-        serve_metrics(metrics, config)
-    except OSError as exc:
-        click.echo(
-            f"warning: metrics not served on :{config.port}: {exc.strerror or exc}", err=True
-        )
-        return nullcontext()
-    click.echo(f"metrics on http://0.0.0.0:{config.port}{config.path}", err=True)
-    return metrics.running()
+        fail_input(f"--db {where}: cannot use it as the job table: {reason}")

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .engine import NodeRecord, RunResult
+    from ..engine import NodeRecord, RunResult
 
 __all__ = ["RunDisplay", "closing_line", "format_cost"]
 

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .cli import _fail_input, _write, app
-from .reports.query import PERIODS
+from ..reports.query import PERIODS
+from .common import fail_input, write
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..reports import ReportQuery
 
 __all__ = ["report"]
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def _filters(function: Any) -> Any:
+
+def _filters(function: F) -> F:
+    """Adds the options choosing the runs a report covers (store, experiment, period, status)."""
     options = [
         click.option("--tracking-uri", default=None, metavar="URI",
                      help="MLflow store. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."),
@@ -34,8 +43,9 @@ def _filters(function: Any) -> Any:
     return function
 
 
-def _query(options: dict[str, Any]) -> Any:
-    from .reports import ReportQuery, date_range, default_tracking_uri
+def _query(options: dict[str, Any]) -> ReportQuery:
+    """The query the ``_filters`` options describe; ReportError on bad dates."""
+    from ..reports import ReportQuery, date_range, default_tracking_uri
 
     start, end = date_range(options["period"], options["start_date"], options["end_date"])
     return ReportQuery(
@@ -48,7 +58,7 @@ def _query(options: dict[str, Any]) -> Any:
     )
 
 
-def _console() -> Any:
+def _console() -> Console:
     """A terminal's own width; piped or redirected, wide enough that ids are never cut."""
     import sys
 
@@ -57,14 +67,14 @@ def _console() -> Any:
     return Console(width=None if sys.stdout.isatty() else 200)
 
 
-@app.group()
+@click.group()
 def report() -> None:
     """Cost and run reports over the runs recorded in MLflow."""
 
 
 def _breakdowns(given: tuple[str, ...]) -> tuple[str, ...]:
     """The breakdowns asked for; a bare ``--breakdown`` (or none) stands for the defaults."""
-    from .reports import DEFAULT_BREAKDOWNS
+    from ..reports import DEFAULT_BREAKDOWNS
 
     named = tuple(b for b in given if b)
     defaults = DEFAULT_BREAKDOWNS if len(named) < len(given) or not given else ()
@@ -121,9 +131,9 @@ def _breakdowns(given: tuple[str, ...]) -> tuple[str, ...]:
 def costs(breakdowns: tuple[str, ...], aggregate_by: str | None, output: Path | None, fmt: str,
           chart: Path | None, chart_by: str, **options: Any) -> None:  # fmt: skip
     """What runs cost: totals, breakdowns, periods; unpriced runs counted apart."""
-    from .reports import ReportError, cost_report, render, write_chart
-    from .reports.chart import CHART_SUFFIXES
-    from .reports.export import check_writable
+    from ..reports import ReportError, cost_report, render, write_chart
+    from ..reports.chart import CHART_SUFFIXES
+    from ..reports.export import check_writable
 
     try:
         query = _query(options)
@@ -140,8 +150,8 @@ def costs(breakdowns: tuple[str, ...], aggregate_by: str | None, output: Path | 
         if chart is not None:
             write_chart(result, chart, chart_by)
     except ReportError as exc:
-        _fail_input(str(exc))
-    _write(render(result, fmt), output)
+        fail_input(str(exc))
+    write(render(result, fmt), output)
     if chart is not None:
         click.echo(f"chart written to {chart}", err=True)
 
@@ -163,12 +173,12 @@ def runs(limit: int, fmt: str, **options: Any) -> None:
     """Recent runs: id, workflow, status, start, duration, tokens, cost."""
     from dataclasses import asdict
 
-    from .reports import ReportError, list_runs
+    from ..reports import ReportError, list_runs
 
     try:
         found = list_runs(_query(options), limit)
     except ReportError as exc:
-        _fail_input(str(exc))
+        fail_input(str(exc))
     if fmt == "json":
         click.echo(json.dumps([asdict(run) for run in found], indent=2))
         return
@@ -197,13 +207,13 @@ def runs(limit: int, fmt: str, **options: Any) -> None:
 def profile(run_id: str, tracking_uri: str | None, experiment: str | None, fmt: str) -> None:
     """Per-node waterfall of time and cost of RUN_ID (a trace id, an MLflow run id, or
     `latest`); nodes over half the run's time are flagged as bottlenecks."""
-    from .reports import ReportError, ReportQuery, default_tracking_uri, profile_run
+    from ..reports import ReportError, ReportQuery, default_tracking_uri, profile_run
 
     query = ReportQuery(tracking_uri or default_tracking_uri(), experiment)
     try:
         found = profile_run(query, run_id)
     except ReportError as exc:
-        _fail_input(str(exc))
+        fail_input(str(exc))
     if fmt == "json":
         click.echo(json.dumps(found.to_dict(), indent=2))
         return

@@ -1,0 +1,76 @@
+"""The ``configurable-agents`` command line. Thin: it parses arguments and calls the package.
+
+Exit codes (each command's help lists its own):
+
+- ``validate``: 0 valid, 1 invalid, 2 usage error.
+- ``run``: 0 success, 1 failed, 2 bad input (an invalid workflow included), 3 budget exceeded,
+  4 timeout, 130 interrupted.
+- ``batch``: 0 every row succeeded, 1 some failed, 2 bad input, 3 budget reached, 130 interrupted.
+- Any command: 70 internal error (a bug; the message asks for a report).
+
+One module per command group (:mod:`.validate` has ``validate``, ``schema`` and ``graph``); each
+defines its commands and this module adds them to :data:`app`. Their shared helpers are in
+:mod:`.common`. No module of this package imports this one. Every command imports what it
+needs when it runs, so ``--help`` and the light commands stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .._version import __version__
+from . import batch, deploy, observability, report, run, serve, validate, worker
+
+__all__ = ["app", "main"]
+
+
+@click.group(
+    name="configurable-agents",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(
+    __version__, "--version", prog_name="configurable-agents", message="%(prog)s %(version)s"
+)
+def app() -> None:
+    """Declare an LLM workflow in one YAML file; validate, run, serve and deploy it."""
+
+
+for _command in (
+    validate.validate,
+    validate.schema,
+    validate.graph,
+    run.run,
+    batch.batch,
+    serve.serve,
+    worker.worker,
+    observability.observability,
+    report.report,
+    deploy.deploy,
+):
+    app.add_command(_command)
+del _command
+
+
+def main() -> None:
+    """Console-script entry point: never shows a traceback for a user's mistake.
+
+    Ctrl-C exits 130; an unexpected exception (a bug) is one line and exit 70, unless
+    $CONFIGURABLE_AGENTS_DEBUG is set, when it is raised.
+    """
+    try:
+        app(prog_name="configurable-agents")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug of ours: say so in one line, keep details for debugging
+        if os.environ.get("CONFIGURABLE_AGENTS_DEBUG"):
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(set CONFIGURABLE_AGENTS_DEBUG=1 for details, and please report it)",
+            err=True,
+        )
+        sys.exit(70)

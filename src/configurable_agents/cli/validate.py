@@ -1,0 +1,134 @@
+"""`configurable-agents validate`, `schema` and `graph`: the light commands (no LLM, no MLflow).
+
+They import only the config package, inside each command, so they start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from .common import FILE, write
+
+if TYPE_CHECKING:
+    from ..config.diagnostics import Diagnostic
+    from ..config.loader import Workflow
+
+__all__ = ["graph", "schema", "validate"]
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=FILE)
+@click.option(
+    "--format",
+    "-f",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text, or json for tools.",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Also list state fields and nodes.")
+def validate(files: tuple[Path, ...], output_format: str, verbose: bool) -> None:
+    """Check workflow FILES and report every problem, located. Exit 1 if any is invalid."""
+    from ..config import validate_workflow
+
+    results = []
+    invalid = False
+    for path in files:
+        workflow, diagnostics = validate_workflow(path)
+        invalid |= workflow is None
+        results.append((str(path), workflow, diagnostics))
+    if output_format == "json":
+        payload = [
+            {
+                "file": name,
+                "valid": workflow is not None,
+                "diagnostics": [d.to_dict() for d in diagnostics],
+                **({"implicit_fields": list(workflow.implicit_fields)} if workflow else {}),
+            }
+            for name, workflow, diagnostics in results
+        ]
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        for name, workflow, diagnostics in results:
+            _print_result(name, workflow, diagnostics, verbose)
+    sys.exit(1 if invalid else 0)
+
+
+def _print_result(
+    name: str, workflow: Workflow | None, diagnostics: list[Diagnostic], verbose: bool
+) -> None:
+    """Print one file's problems, then a ✓ or ✗ summary line (and its fields and nodes).
+
+    Args:
+        name: The file, as given.
+        workflow: The valid workflow, or None.
+        diagnostics: Its problems and warnings.
+        verbose: Also list the state fields and the nodes.
+    """
+    for diagnostic in diagnostics:
+        click.echo(diagnostic.format())
+    errors = sum(d.severity == "error" for d in diagnostics)
+    if workflow is None:
+        click.echo(f"✗ {name}: {_count(errors, 'error')}")
+        return
+    config = workflow.config
+    click.echo(
+        f"✓ {name}: valid ({_count(len(config.nodes), 'node')}, "
+        f"{_count(len(config.edges), 'edge')})"
+    )
+    if verbose:
+        click.echo("  state fields:")
+        for field_name, spec in workflow.fields.items():
+            implicit = field_name in workflow.implicit_fields
+            flags = " (declared implicitly)" if implicit else ""
+            flags += " (required input)" if spec.required else ""
+            click.echo(f"    {field_name}: {spec.type}{flags}")
+        click.echo("  nodes:")
+        for node in config.nodes:
+            click.echo(f"    {node.id} -> {', '.join(node.outputs)}")
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 node``, ``2 nodes``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+@click.command()
+@click.option(
+    "--format",
+    "-f",
+    "output_format",
+    type=click.Choice(["json", "markdown"]),
+    default="json",
+    show_default=True,
+    help="json (JSON Schema) or markdown (the config reference).",
+)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to this file.")
+def schema(output_format: str, output: Path | None) -> None:
+    """Print the JSON Schema of the workflow format (for editors) or the config reference."""
+    from ..config.reference import json_schema_text, markdown_reference
+
+    text = json_schema_text() if output_format == "json" else markdown_reference()
+    write(text, output)
+
+
+@click.command()
+@click.argument("file", type=FILE)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to this file.")
+def graph(file: Path, output: Path | None) -> None:
+    """Print a workflow as a Mermaid flowchart (routes, loops and fan-outs labelled)."""
+    from ..config import validate_workflow
+    from ..config.mermaid import to_mermaid
+
+    workflow, diagnostics = validate_workflow(file)
+    if workflow is None:
+        for diagnostic in diagnostics:
+            click.echo(diagnostic.format(), err=True)
+        sys.exit(1)
+    write(to_mermaid(workflow.config), output)
