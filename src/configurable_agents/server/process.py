@@ -113,7 +113,11 @@ def serve(
         notes.append(_serve_metrics(api, prometheus))
     announce(f"serving {prepared.workflow.name} on http://{host}:{port} ({'; '.join(notes)})")
     config = uvicorn.Config(
-        api, log_level="info", timeout_graceful_shutdown=shutdown_timeout, lifespan="on"
+        api,
+        log_level="info",
+        # Annotated int, but uvicorn hands it to asyncio.wait_for: fractions of a second work.
+        timeout_graceful_shutdown=shutdown_timeout,  # type: ignore[arg-type]
+        lifespan="on",
     )
     # uvicorn shuts down gracefully on SIGTERM and SIGINT (runs finished or cancelled, traces
     # flushed), then raises the signal again: these handlers then end the process.
