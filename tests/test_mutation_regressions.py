@@ -143,3 +143,19 @@ def test_a_thousand_different_problems_in_one_value_are_located_fast(tmp_path: P
     last = diagnostics[-1]
     assert "{n999}" in last.message
     assert last.column == prompt.index("{n999}") + len("  prompt: '") + 1
+
+
+def test_fan_out_whose_output_type_was_left_out(tmp_path: Path) -> None:
+    # The target's output field had a misspelt type, so its declaration was left out and its
+    # type unknown; the collect field was then declared as `list[any]`, which is no type of the
+    # language, and validation ended in an internal error instead of the one real mistake.
+    data = yaml.safe_load((ROOT / "examples" / "fan_out.yaml").read_text())
+    data["state"]["fields"]["answer"] = {"type": "strr"}
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    workflow, diagnostics = validate_workflow(path)
+    assert workflow is None
+    _assert_all_located(diagnostics)
+    (error,) = diagnostics
+    assert error.path == "state.fields.answer.type"
+    assert error.suggestion == "str"

@@ -231,7 +231,9 @@ class _Checker:
                 self.known.fields.add(name)
                 continue
             if collected is None and spec.collect_field not in self.known.fields:
-                self.fields[spec.collect_field] = StateField(type=f"list[{item_type}]")
+                # an output whose type is unknown (its declaration was left out) makes a plain list
+                collected_type = "list" if item_type.kind == "any" else f"list[{item_type}]"
+                self.fields[spec.collect_field] = StateField(type=collected_type)
                 self.implicit.append(spec.collect_field)
             elif collected is not None and not collected.type_expr.accepts(
                 TypeExpr("list", (item_type,))
