@@ -48,3 +48,9 @@ def test_every_public_name_resolves_from_the_top_level() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr
     assert sorted(dir(configurable_agents)) == sorted(PUBLIC)
+
+
+def test_the_package_says_it_is_typed() -> None:
+    from pathlib import Path
+
+    assert (Path(configurable_agents.__file__).parent / "py.typed").is_file()
