@@ -30,6 +30,7 @@ ID_KEYS = ("id", "from", "to", "target_node", "exit_to", "condition_field", "ite
 ID_KEYS += ("collect_field", "outputs", "name")
 WORDS = ["<<", "START", "END", "state", "item", "item_index", "default", "object", "null", "yes"]
 WORDS += ["list[int]", "dict[str, object]", "{x}", "{state.x.y}", "{{", "}", "2024-01-31", "~"]
+WORDS += ["calculator", "web_search", "http_get", "read_file", "mock", "tools"]
 TEXT = st.text(
     alphabet=st.sampled_from(string.ascii_letters + string.digits + "_.{}[]:'\" -#&*!|>é" + "\t"),
     max_size=24,
@@ -215,7 +216,63 @@ def merge_override(draw: Draw, data: Any, keys: list[str]) -> None:
             break
 
 
+TYPES = ["str", "int", "float", "bool", "list", "dict", "list[str]", "list[int]", "dict[str, int]"]
+TYPES += ["list[list[str]]", "dict[int, str]", "dict[str, list[float]]", "object", "list[object]"]
+LITERALS = ["null", "true", "false", "0", "-1", "2.5", "'a'", "''", "[]", "[1, 'a']", "['x']"]
+OPERATORS = ["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
+
+
+def _fields(data: Any) -> dict[str, Any]:
+    state = data.get("state") if isinstance(data, dict) else None
+    fields = state.get("fields") if isinstance(state, dict) else None
+    return fields if isinstance(fields, dict) else {}
+
+
+def _leaves_under(data: Any, key: str) -> list[Loc]:
+    return [p for p in paths(data) if p[-1] == key and isinstance(get(data, p), str)]
+
+
+def condition(draw: Draw, data: Any, keys: list[str]) -> None:
+    """Rewrite a route condition as a comparison of state fields and literals of any type."""
+    spots = _leaves_under(data, "condition") + _leaves_under(data, "logic")
+    names = [f"state.{n}" for n in _fields(data)]
+    if not spots:
+        return
+    operand = st.sampled_from(names + LITERALS) if names else st.sampled_from(LITERALS)
+    parts = [draw(operand), draw(st.sampled_from(OPERATORS)), draw(operand)]
+    text = " ".join(parts)
+    if draw(st.booleans()):
+        text = f"not ({text}) {draw(st.sampled_from(['and', 'or']))} {draw(operand)}"
+    loc = draw(st.sampled_from(spots))
+    get(data, loc[:-1])[loc[-1]] = text
+
+
+def unset(draw: Draw, data: Any, keys: list[str]) -> None:
+    """Make a state field optional with no default (or change its type)."""
+    specs = [s for s in _fields(data).values() if isinstance(s, dict)]
+    if not specs:
+        return
+    spec = draw(st.sampled_from(specs))
+    if draw(st.booleans()):
+        spec.pop("default", None)
+        spec.pop("required", None)
+    else:
+        spec["type"] = draw(st.sampled_from(TYPES))
+
+
+def settings_(draw: Draw, data: Any, keys: list[str]) -> None:
+    """Set an execution limit or loop cap to a small or odd value."""
+    config = data.setdefault("config", {}) if isinstance(data, dict) else None
+    if not isinstance(config, dict):
+        return
+    execution = config.setdefault("execution", {})
+    if isinstance(execution, dict):
+        name = draw(st.sampled_from(["max_retries", "max_concurrency", "recursion_limit"]))
+        execution[name] = draw(st.sampled_from([0, 1, 2, 3, 1000]))
+
+
 DATA_MUTATIONS = [delete, rename, retype, swap, deepen, huge, share, merge_override]
+DATA_MUTATIONS += [condition, unset, settings_]
 
 
 def control(draw: Draw, text: str) -> str:
@@ -275,7 +332,8 @@ def mutated(draw: Draw, sources: dict[str, Any], keys: list[str]) -> tuple[str, 
         done.append(mutation.__name__)
     as_json = draw(st.integers(0, 9)) == 0
     text = to_text(data, as_json)
-    for mutation in draw(st.lists(st.sampled_from(TEXT_MUTATIONS), max_size=1)):
+    if draw(st.integers(0, 3)) == 0:  # one file in four: most text mutations break the YAML
+        mutation = draw(st.sampled_from(TEXT_MUTATIONS))
         text = mutation(draw, text)
         done.append(mutation.__name__)
     suffix = ".json" if as_json and text.lstrip().startswith("{") else ".yaml"

@@ -6,7 +6,9 @@ keys, swapped ids, control characters, anchors and merge keys, deep nesting, hug
 - `validate` (the CLI command, in-process) exits 0, or 1 with every error located (line and
   column), never with an exception escaping or an ``internal`` diagnostic, and within 2 s;
 - a mutated file that validates runs on the mock provider with its required inputs (generated
-  from the state schema), no exception escaping and no internal error in the result.
+  from the state schema), no exception escaping and no internal error in the result (a failed
+  status is fine when it says why, e.g. a loop cap; so is the documented SetupError of a tool
+  that needs a key the empty test environment lacks).
 
 The examples are derandomized, so CI runs the same ones every time; what this test found is kept
 as fixed regression cases in ``test_mutation_regressions.py``. To hunt for more, run it with
@@ -32,14 +34,14 @@ from configurable_agents import load_workflow, run_workflow
 from configurable_agents.cli import app
 from configurable_agents.config.state import StateField, field_spec
 from configurable_agents.config.types import TypeExpr
-from configurable_agents.engine import RunStatus
+from configurable_agents.engine import RunStatus, SetupError
 
 from ._mutations import keywords, mutated
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = {p.name: yaml.safe_load(p.read_text()) for p in sorted(ROOT.glob("examples/*.yaml"))}
 KEYS = keywords(list(SOURCES.values()))
-MAX_EXAMPLES = int(os.environ.get("MUTATION_EXAMPLES", "150"))
+MAX_EXAMPLES = int(os.environ.get("MUTATION_EXAMPLES", "300"))
 RANDOM = bool(os.environ.get("MUTATION_RANDOM"))
 VALIDATE_SECONDS = 2.0
 MAX_RUN_STEPS = 150  # a mutated loop cap or recursion limit must not make one example run long
@@ -91,7 +93,11 @@ def check_run(path: Path) -> None:
     settings_.observability.opentelemetry.enabled = False  # no exporter: tests stay offline
     settings_.execution.recursion_limit = min(settings_.execution.recursion_limit, MAX_RUN_STEPS)
     inputs = {name: sample(spec) for name, spec in workflow.fields.items() if spec.required}
-    result = run_workflow(workflow, inputs, llm="mock", trace=False)
+    try:
+        result = run_workflow(workflow, inputs, llm="mock", trace=False, env={})
+    except SetupError as exc:  # a documented refusal (web_search without a key), not a crash
+        assert "\n" not in str(exc), str(exc)
+        return
     if result.status is RunStatus.FAILED:
         assert not INTERNAL.search(result.error or ""), result.error
 
@@ -119,6 +125,7 @@ def test_every_mutated_example_is_answered_properly() -> None:
                 check_run(path)
 
     mutate()
+    print(f"mutation outcomes: {dict(outcomes)}")  # shown with -s
     # the strategy must keep enough files valid for the run half of the property to mean something
-    assert outcomes["valid"] >= MAX_EXAMPLES // 10, outcomes
+    assert outcomes["valid"] >= MAX_EXAMPLES // 20, outcomes
     assert outcomes["invalid"] >= MAX_EXAMPLES // 2, outcomes
