@@ -1,7 +1,8 @@
 """Producers' side of the queue: the server's executor and batch's row executor.
 
 Both enqueue runs (:func:`~configurable_agents.queue.app.send_run`) and wait for their summaries
-in Redis; one polling loop per process reads every awaited summary in one round trip.
+in Redis; one polling loop per process reads every awaited summary in one round trip. Redis and
+the broker are called in threads, never on the event loop.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..batch.runner import BATCH_ID_TAG, ROW_ID_TAG, row_result
 from ..engine import RunStatus, check_inputs
-from ..server.jobs import QUEUED
+from ..server.store import QUEUED, AsyncRuns
 from .app import QUEUE_NAME, send_run, workflow_key
 from .runs import RedisRuns
 
@@ -70,30 +71,32 @@ class SummaryWaiter:
         while self._futures:
             try:
                 ids = list(self._futures)
-                for run_id, summary in zip(ids, self.runs.summaries(ids), strict=True):
+                summaries = await asyncio.to_thread(self.runs.summaries, ids)
+                for run_id, summary in zip(ids, summaries, strict=True):
                     if summary is not None:
                         self._futures.pop(run_id).set_result(summary)
                 if time.monotonic() - self._checked >= LOST_CHECK_S:
-                    self._resend_lost()
+                    self._checked = time.monotonic()
+                    awaited, missed = list(self._futures), self._missing
+                    self._missing = await asyncio.to_thread(self._resend_lost, awaited, missed)
             except Exception as exc:  # Redis unreachable for a moment: keep waiting
                 _log.warning("reading runs from Redis: %s: %s", type(exc).__name__, exc)
             await asyncio.sleep(POLL_S)
 
-    def _resend_lost(self) -> None:
-        self._checked = time.monotonic()
-        awaited = list(self._futures)
+    def _resend_lost(self, awaited: list[str], missed: set[str]) -> set[str]:
+        """Send again the awaited runs found queued but nowhere in the broker now and at the
+        last look (``missed``); the runs missing now."""
         queued = [v for v in self.runs.views(awaited) if v is not None and v["status"] == QUEUED]
         if not queued:
-            self._missing = set()
-            return
+            return set()
         present = self.runs.in_broker(QUEUE_NAME)
         missing = {v["run_id"] for v in queued if v["run_id"] not in present}
         for view in queued:
-            if view["run_id"] in missing & self._missing:
+            if view["run_id"] in missing & missed:
                 _log.warning("run %s: its task was lost by a worker; sent again", view["run_id"])
                 send_run(self.app, self.key, view["run_id"], view["inputs"], view["tags"])
                 missing.discard(view["run_id"])
-        self._missing = missing
+        return missing
 
 
 class QueueExecutor:
@@ -106,28 +109,32 @@ class QueueExecutor:
         self.jobs = runs
         self.app = app
         self.key = workflow_key(prepared)
+        self._runs = AsyncRuns(runs)
         self._waiter = SummaryWaiter(runs, app, self.key)
 
     async def submit(self, inputs: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """Check the inputs, enqueue the run, return its id."""
         check_inputs(self.prepared.workflow, inputs)
         run_id = uuid.uuid4().hex
+        await self._runs.call(lambda: self._enqueue(run_id, inputs, tags))
+        return run_id
+
+    def _enqueue(self, run_id: str, inputs: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         self.jobs.create(run_id, self.prepared.workflow.name, inputs, tags)
         send_run(self.app, self.key, run_id, inputs, tags)
-        return run_id
 
     async def wait(self, run_id: str, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the run to end (on whichever worker)."""
-        if self.jobs.get(run_id) is None:
+        if await self._runs.get(run_id) is None:
             return False
         return await self._waiter.wait(run_id, timeout) is not None
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a run still queued (no worker will run it); a running one cannot be."""
-        view = self.jobs.get(run_id)
+        view = await self._runs.get(run_id)
         if view is None or view["status"] != QUEUED:
             return False
-        self.jobs.fail(run_id, RunStatus.CANCELLED, "run cancelled")
+        await self._runs.fail(run_id, RunStatus.CANCELLED, "run cancelled")
         return True
 
     async def shutdown(self, timeout: float) -> None:
@@ -155,6 +162,7 @@ class QueueRowExecutor:
         self.key = workflow_key(prepared)
         self.tags = {**tags, BATCH_ID_TAG: batch_id}
         self.batch_id = batch_id
+        self._runs = AsyncRuns(runs)
         self._waiter = SummaryWaiter(runs, app, self.key)
 
     async def __call__(self, row: Row) -> dict[str, Any]:
@@ -163,15 +171,18 @@ class QueueRowExecutor:
             return row_result(row, "failed", error=f"{row.where}: {row.problem}")
         run_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{self.batch_id}/{row.id}").hex
         tags = {**self.tags, ROW_ID_TAG: row.id}
-        self.runs.create(run_id, self.prepared.workflow.name, row.inputs, tags)
-        send_run(self.app, self.key, run_id, row.inputs, tags)
         try:
+            await self._runs.call(lambda: self._enqueue(run_id, row.inputs, tags))
             summary = await self._waiter.wait(run_id)
         except asyncio.CancelledError:
-            self.runs.fail(run_id, RunStatus.CANCELLED, "batch interrupted")  # if still queued
+            await self._runs.fail(run_id, RunStatus.CANCELLED, "batch interrupted")  # if queued
             raise
         assert summary is not None  # no timeout
         return summary_line(row, summary)
+
+    def _enqueue(self, run_id: str, inputs: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+        self.runs.create(run_id, self.prepared.workflow.name, inputs, tags)
+        send_run(self.app, self.key, run_id, inputs, tags)
 
 
 def summary_line(row: Row, summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,8 @@
 Each run is two keys: its record (workflow, status, times, inputs, tags), written when it is
 enqueued and when a worker starts it, and its summary, written once when it ends with ``SET NX``:
 the first end wins, so a run redelivered after a worker died is never recorded twice as ended.
-:class:`RedisRuns` has the interface of the server's job table
-(:class:`~configurable_agents.server.jobs.JobStore`) and gives the same views, so the API
-reads runs the same way in both modes.
+:class:`RedisRuns` is a :class:`~configurable_agents.server.store.RunStore`, like the server's
+job table, and gives the same views, so the API reads runs the same way in both modes.
 """
 
 from __future__ import annotations
@@ -13,10 +12,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from ..engine.records import RunStatus
-from ..server.jobs import QUEUED, RUNNING, UNFINISHED, JobStore
+from ..server.store import QUEUED, RUNNING, UNFINISHED, run_view
 
 __all__ = ["KEY_PREFIX", "RedisRuns"]
 
@@ -27,7 +26,8 @@ _KEEP_S = 7 * 24 * 3600  # runs are forgotten a week after they were enqueued
 
 
 class RedisRuns:
-    """Run records and results in the Redis database of ``url``.
+    """Run records and results in the Redis database of ``url``: a
+    :class:`~configurable_agents.server.store.RunStore`.
 
     Attributes:
         path: The Redis URL (shown where the server names its job table).
@@ -55,11 +55,12 @@ class RedisRuns:
         self, run_id: str, workflow: str, inputs: Mapping[str, Any], tags: Mapping[str, str]
     ) -> None:
         """Add a ``queued`` run."""
+        created = time.time()
         record = {
             "id": run_id,
             "workflow": workflow,
             "status": QUEUED,
-            "created": time.time(),
+            "created": created,
             "finished": None,
             "inputs": json.dumps(dict(inputs), default=str, ensure_ascii=False),
             "tags": json.dumps(dict(tags), ensure_ascii=False),
@@ -67,7 +68,7 @@ class RedisRuns:
         }
         pipe = self._redis.pipeline()
         pipe.set(self._record_key(run_id), json.dumps(record), ex=_KEEP_S)
-        pipe.zadd(f"{KEY_PREFIX}runs:{workflow}", {run_id: record["created"]})
+        pipe.zadd(f"{KEY_PREFIX}runs:{workflow}", {run_id: created})
         pipe.execute()
 
     def start(self, run_id: str) -> None:
@@ -100,7 +101,8 @@ class RedisRuns:
         return [None if raw is None else json.loads(raw) for raw in raws]
 
     def get(self, run_id: str) -> dict[str, Any] | None:
-        """The run as the API shows it (as :meth:`JobStore.get`), or ``None``."""
+        """The run as the API shows it (:func:`~configurable_agents.server.store.run_view`), or
+        ``None``."""
         return self.views([run_id])[0]
 
     def views(self, run_ids: list[str]) -> list[dict[str, Any] | None]:
@@ -119,7 +121,7 @@ class RedisRuns:
                 summary = json.loads(raw_summary)
                 record.update(status=summary["status"], finished=summary.pop("finished"))
                 record["summary"] = json.dumps(summary)
-            views.append(JobStore._view(record))  # type: ignore[arg-type]  # same columns
+            views.append(run_view(record))
         return views
 
     def list(
@@ -136,7 +138,8 @@ class RedisRuns:
         found: list[dict[str, Any]] = []
         start, page = 0, max(limit, 100)
         while len(found) < limit:
-            ids = [i.decode() for i in self._redis.zrevrange(index, start, start + page - 1)]
+            members = self._redis.zrevrange(index, start, start + page - 1)
+            ids = [member.decode() for member in cast("list[bytes]", members)]
             if not ids:
                 break
             for view in self.views(ids):

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..engine import InputError, RunStatus
-from ..server.jobs import summarize
+from ..server.store import summarize
 from .app import TASK_NAME, workflow_key
 from .runs import RedisRuns
 

@@ -1,8 +1,9 @@
 """How the server executes runs: one small interface, and the in-process implementation.
 
 The API only calls :class:`Executor`'s ``submit``, ``wait``, ``cancel`` and ``shutdown``, and reads
-runs from the job table; an executor that hands runs to a queue (Celery workers sharing the job
-table) can replace :class:`LocalExecutor` without touching the API.
+runs from the executor's :class:`~.store.RunStore`; an executor that hands runs to a queue (Celery
+workers sharing a Redis store) can replace :class:`LocalExecutor` without touching the API.
+Executors never call the store on the event loop (:class:`~.store.AsyncRuns`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 from ..engine import PreparedWorkflow, RunStatus, check_inputs
 from ..observability.prometheus import Metrics
-from .jobs import UNFINISHED, JobStore, summarize
+from .store import UNFINISHED, AsyncRuns, RunStore, summarize
 
 __all__ = ["SHUTDOWN_ERROR", "Executor", "LocalExecutor"]
 
@@ -27,9 +28,9 @@ SHUTDOWN_ERROR = "run cancelled: the server shut down"
 
 
 class Executor(Protocol):
-    """Executes runs of one workflow and keeps their rows in the job table current."""
+    """Executes runs of one workflow and keeps their rows in its store current."""
 
-    jobs: JobStore
+    jobs: RunStore
 
     async def submit(self, inputs: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """Check the inputs, start a run exactly once, and return its id.
@@ -60,12 +61,13 @@ class LocalExecutor:
     def __init__(
         self,
         prepared: PreparedWorkflow,
-        jobs: JobStore,
+        jobs: RunStore,
         metrics: Metrics,
         max_running: int | None = None,
     ) -> None:
         self.prepared = prepared
         self.jobs = jobs
+        self._runs = AsyncRuns(jobs)
         self.metrics = metrics
         self._slots = asyncio.Semaphore(max_running) if max_running else None
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -75,29 +77,36 @@ class LocalExecutor:
         """See :meth:`Executor.submit`."""
         check_inputs(self.prepared.workflow, inputs)
         run_id = uuid.uuid4().hex
-        self.jobs.create(run_id, self.prepared.workflow.name, inputs, tags)
+        try:
+            await self._runs.create(run_id, self.prepared.workflow.name, inputs, tags)
+        except asyncio.CancelledError:  # the row was written all the same (AsyncRuns): run it
+            self._spawn(run_id, inputs, tags)
+            raise
+        self._spawn(run_id, inputs, tags)
+        return run_id
+
+    def _spawn(self, run_id: str, inputs: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         task = asyncio.create_task(self._execute(run_id, dict(inputs), dict(tags)))
         self._tasks[run_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
-        return run_id
 
     async def _execute(self, run_id: str, inputs: dict[str, Any], tags: dict[str, str]) -> None:
         try:
             async with self._slots or contextlib.nullcontext():
-                self.jobs.start(run_id)
+                await self._runs.start(run_id)
                 with self.metrics.running():
                     result = await self.prepared.arun(inputs, tags=tags, run_id=run_id)
         except asyncio.CancelledError:  # cancelled before the run began (queued)
-            self.jobs.fail(run_id, RunStatus.CANCELLED, self._cancel_reason())
+            await self._runs.fail(run_id, RunStatus.CANCELLED, self._cancel_reason())
             return
         except Exception as exc:  # a bug: the row must still end
             _log.exception("run %s crashed", run_id)
-            self.jobs.fail(run_id, RunStatus.FAILED, f"internal error: {type(exc).__name__}")
+            await self._runs.fail(run_id, RunStatus.FAILED, f"internal error: {type(exc).__name__}")
             return
         summary = summarize(result)
         if result.status is RunStatus.CANCELLED:
             summary["error"] = self._cancel_reason()
-        self.jobs.finish(run_id, summary)
+        await self._runs.finish(run_id, summary)
 
     def _cancel_reason(self) -> str:
         return SHUTDOWN_ERROR if self._shutting_down else "run cancelled"
@@ -108,7 +117,7 @@ class LocalExecutor:
         if task is not None:
             await asyncio.wait({task}, timeout=timeout)  # never cancels the task
             return task.done()
-        view = self.jobs.get(run_id)
+        view = await self._runs.get(run_id)
         return view is not None and view["status"] not in UNFINISHED
 
     async def cancel(self, run_id: str) -> bool:

@@ -9,7 +9,6 @@ reports interrupted runs instead of forgetting them.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
@@ -23,8 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..engine.records import RunResult, RunStatus
+from ..engine.records import RunStatus
+from ..environment import RUNS_DB_ENV
 from ..observability.spool import process_alive
+from .store import QUEUED, RUNNING, UNFINISHED, run_view, summarize
 
 __all__ = [
     "INTERRUPTED",
@@ -34,19 +35,8 @@ __all__ = [
     "UNFINISHED",
     "JobStore",
     "default_runs_db",
+    "summarize",
 ]
-
-RUNS_DB_ENV = "CONFIGURABLE_AGENTS_RUNS_DB"
-"""Environment variable naming the job table's file (``serve --db`` wins over it)."""
-
-QUEUED = "queued"
-"""Status of an accepted run waiting for a free slot (``serve --max-runs``)."""
-
-RUNNING = "running"
-"""Status of a run in progress."""
-
-UNFINISHED = (QUEUED, RUNNING)
-"""Statuses of runs that have not ended."""
 
 INTERRUPTED = "interrupted: the server stopped before the run finished"
 """Error of a run found unfinished by a server started after its owner died."""
@@ -75,19 +65,6 @@ def default_runs_db() -> Path:
     return Path.home() / ".configurable-agents" / "runs.db"
 
 
-def summarize(result: RunResult) -> dict[str, Any]:
-    """What the job table keeps of a finished run: everything but the per-node records."""
-    summary = result.to_dict()
-    summary["node_executions"] = len(summary.pop("nodes"))
-    return summary
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="milliseconds")
-
-
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -104,7 +81,8 @@ def _has_tags(stored: str, wanted: Mapping[str, str]) -> bool:
 
 
 class JobStore:
-    """The job table of one SQLite file; safe to use from several threads and processes.
+    """The job table of one SQLite file, a :class:`~.store.RunStore`; safe to use from several
+    threads and processes.
 
     Attributes:
         path: The SQLite file.
@@ -174,10 +152,10 @@ class JobStore:
         self.finish(run_id, {"run_id": run_id, "status": status.value, "error": error})
 
     def get(self, run_id: str) -> dict[str, Any] | None:
-        """The run's view (see :meth:`_view`), or ``None`` if there is no such run."""
+        """The run's view (see :func:`~.store.run_view`), or ``None`` if there is no such run."""
         with self._connection() as connection:
             row = connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return None if row is None else self._view(row)
+        return None if row is None else run_view(row)
 
     def list(
         self,
@@ -218,7 +196,7 @@ class JobStore:
                         break
             finally:
                 cursor.close()  # ends the read at once, even when it stopped early
-        return [self._view(row) for row in rows]
+        return [run_view(row) for row in rows]
 
     def recover(self) -> int:
         """Mark unfinished runs of dead owners on this host as failed; returns how many.
@@ -241,22 +219,3 @@ class JobStore:
         for run_id in lost:
             self.fail(run_id, RunStatus.FAILED, INTERRUPTED)
         return len(lost)
-
-    @staticmethod
-    def _view(row: sqlite3.Row) -> dict[str, Any]:
-        """A run as the API shows it: id, status, times, inputs, tags, then its summary."""
-        summary = json.loads(row["summary"]) if row["summary"] else {}
-        view: dict[str, Any] = {
-            "run_id": row["id"],
-            "workflow": row["workflow"],
-            "status": row["status"],
-            "created_at": _iso(row["created"]),
-            "finished_at": _iso(row["finished"]),
-            "inputs": json.loads(row["inputs"]),
-            "tags": json.loads(row["tags"]),
-        }
-        for key in ("outputs", "state", "cost_usd", "unpriced", "tokens", "duration_s"):
-            view[key] = summary.get(key)
-        view["trace_id"] = summary.get("trace_id")
-        view["error"] = summary.get("error")
-        return view

@@ -1,16 +1,18 @@
 """What the OpenAPI document says beyond what FastAPI infers: every status each operation can
-answer, with its model, and the bearer scheme when a token is configured."""
+answer, with its model, the bearer scheme when a token is configured, and the request bodies of
+one workflow (its inputs)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from .schemas import Error
 
-__all__ = ["BEARER_SCHEME", "finish_document", "responses"]
+__all__ = ["BEARER_SCHEME", "finish_document", "ok", "responses"]
 
 BEARER_SCHEME = "bearerAuth"
 """Name of the bearer token's security scheme in ``components.securitySchemes``."""
@@ -23,7 +25,14 @@ _JSON_ERRORS: dict[int, str] = {
     413: "Request body over the server's `--max-body-bytes`.",
 }
 
+_REF = "#/components/schemas/{model}"
+
 _WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
+
+
+def ok(model: type[BaseModel], description: str, **extra: Any) -> dict[str, Any]:
+    """An answer of an operation: its model, what it means, and e.g. its ``headers``."""
+    return {"model": model, "description": description, **extra}
 
 
 def responses(*statuses: int, auth: bool) -> dict[int | str, dict[str, Any]]:
@@ -60,16 +69,27 @@ def _errors_as_json(operation: dict[str, Any]) -> None:
             response["content"] = {"application/json": next(iter(content.values()))}
 
 
-def finish_document(app: FastAPI, token_required: bool, open_paths: Collection[str]) -> None:
+def finish_document(
+    app: FastAPI,
+    token_required: bool,
+    open_paths: Collection[str],
+    models: Mapping[str, type[BaseModel]] | None = None,
+) -> None:
     """Finish ``app``'s OpenAPI document when it is first built: the bearer scheme on every
-    operation outside ``open_paths`` when ``token_required``, error answers as JSON, and no 422
-    where validation cannot fail (FastAPI lists it for any operation with a parameter)."""
+    operation outside ``open_paths`` when ``token_required``, error answers as JSON, no 422
+    where validation cannot fail (FastAPI lists it for any operation with a parameter), and
+    ``models`` documenting the components of their names (the routes, shared by every app,
+    validate with the general model; e.g. ``RunRequest`` documented with this workflow's
+    inputs)."""
     generate: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = generate()
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, model in (models or {}).items():
+            components[name] = model.model_json_schema(ref_template=_REF)
         for path, item in document["paths"].items():
             for operation in item.values():
                 _errors_as_json(operation)

@@ -79,7 +79,7 @@ def run_request_model(workflow: Workflow) -> type[RunRequest]:
     """:class:`RunRequest` documenting ``inputs`` as this workflow's (validation stays loose)."""
     documented = Annotated[dict[str, Any], WithJsonSchema(inputs_schema(workflow))]
     description = "Initial values of state fields (also at `GET /schema`)."
-    return create_model(  # type: ignore[no-any-return]
+    return create_model(
         "RunRequest",
         __base__=RunRequest,
         inputs=(documented, Field(default={}, description=description)),
@@ -101,7 +101,7 @@ class Run(BaseModel):
 
     run_id: str
     workflow: str
-    status: RunState  # type: ignore[valid-type]
+    status: RunState
     created_at: dt.datetime
     finished_at: dt.datetime | None
     inputs: dict[str, Any]
@@ -120,7 +120,7 @@ class Accepted(BaseModel):
     """A run still going on: poll ``status_url`` (also in ``Location``)."""
 
     run_id: str
-    status: RunState  # type: ignore[valid-type]
+    status: RunState
     status_url: str
 
 
