@@ -201,9 +201,9 @@ class Builder:
         except (ValueError, OverflowError):  # e.g. more digits than Python converts
             raise BuildError("number is too large to read", _pos(node)) from None
         if isinstance(value, int) and not isinstance(value, bool):
-            problem = _int_problem(value)
-            if problem:
-                raise BuildError(problem, _pos(node))
+            too_large = _int_problem(value)
+            if too_large:
+                raise BuildError(too_large, _pos(node))
         if not isinstance(value, _PLAIN_SCALARS):
             raise BuildError(f"YAML tag {_short_tag(node.tag)!r} is not allowed", _pos(node))
         return value

@@ -134,7 +134,9 @@ def _validate_structure(data: dict[str, Any]) -> tuple[WorkflowConfig | None, li
             return WorkflowConfig.model_validate(current), issues, known
         except ValidationError as exc:
             found = structure_issues(exc, current, WorkflowConfig)
-        meant |= {(*i.loc[:-1], i.suggestion) for i in found if i.code == "unknown_key"}
+        meant |= {
+            (*i.loc[:-1], i.suggestion) for i in found if i.code == "unknown_key" and i.suggestion
+        }
         issues += [i for i in found if not (i.code == "missing_key" and i.loc in meant)]
         pruned = _prune(current, [issue.loc for issue in found], known)
         if pruned is None:

@@ -212,9 +212,9 @@ def _parse_json(text: str, name: str) -> SourceDocument:
         key, position = found.duplicate
         raise _fail(name, f"duplicate key {key!r}", *position)
     document = SourceDocument(name, data, text, found.values, found.keys, found.spans)
-    problem = plain_data_problem(data)
-    if problem is not None:
-        loc, message = problem
+    not_plain = plain_data_problem(data)
+    if not_plain is not None:
+        loc, message = not_plain
         raise _fail(name, message, *(document.locate(loc) or (1, 1)))
     return document
 
