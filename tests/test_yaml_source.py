@@ -124,6 +124,14 @@ def test_a_cyclic_mapping_is_an_error_not_a_crash() -> None:
     assert diagnostics
 
 
+@pytest.mark.parametrize("source", [42, None, b"schema_version: 1.0", ["a"]])
+def test_validate_workflow_answers_any_argument_without_raising(source: object) -> None:
+    workflow, (error,) = validate_workflow(source)  # type: ignore[arg-type]
+    assert workflow is None
+    assert error.code == "source"
+    assert "expected a file path or a mapping" in error.message
+
+
 # -- merge keys --------------------------------------------------------------------------------
 
 MERGED = """\

@@ -95,6 +95,9 @@ def _validate(
         problem = plain_data_problem(document.data)
         if problem is not None:
             return None, [_locate(document, Issue(*problem, code="source"))]
+    elif not isinstance(source, str | os.PathLike):
+        given = type(source).__name__
+        return None, [Diagnostic(f"expected a file path or a mapping, not {given}", code="source")]
     else:
         try:
             document = read_source(source)
