@@ -218,7 +218,21 @@ def fleet(
     assert not any("Traceback" in "".join(w.log) for w in workers)
 
 
-def test_serve_replicas_share_queued_runs(fleet: dict[str, Any]) -> None:
+def _drain(spools: list[Path]) -> None:
+    """Write what the spools hold to their stores (what `observability flush` does)."""
+    opened = [Spool(path) for path in spools]
+    deadline = time.monotonic() + 60
+    while any(spool.pending() for spool in opened):  # a worker's own writer may go on
+        assert time.monotonic() < deadline, [spool.pending() for spool in opened]
+        for spool in opened:
+            drain(spool)
+        time.sleep(0.1)
+
+
+def test_serve_replicas_share_queued_runs(fleet: dict[str, Any], mlflow_server: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    started_ms = int(time.time() * 1000)
     tmp, workflow = fleet["tmp"], fleet["workflow"]
     args = ["serve", str(workflow), "--port", "0", "--queue", QUEUE]
     api = [_Process(args, _env(tmp / f"api{i}.db"), "Application startup complete", tmp)
@@ -247,6 +261,35 @@ def test_serve_replicas_share_queued_runs(fleet: dict[str, Any]) -> None:
         for process in api:
             assert process.stop() == 0, "".join(process.log)
     assert not any("Traceback" in "".join(p.log) for p in api)
+    _drain(fleet["spools"])  # served runs are traces, not MLflow runs (no request_runs)
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("configurable_agents").experiment_id
+    client.get_trace(run["trace_id"])  # recorded
+    assert client.search_runs([experiment], f"attributes.start_time >= {started_ms}") == []
+
+
+def test_a_worker_records_traces_only_unless_the_workflow_asks(
+    tmp_path: Path, stub: StubLLM, redis_db: str
+) -> None:
+    """`worker` gives each run an MLflow run only with `observability.mlflow.request_runs`."""
+    from configurable_agents import prepare_workflow
+    from configurable_agents.observability.recorder import Recorder
+    from configurable_agents.queue.runs import RedisRuns
+    from configurable_agents.queue.worker import Worker
+
+    paths = []
+    for name, asked in (("default", None), ("asked", True), ("refused", False)):
+        path = _workflow(tmp_path / f"{name}.yaml", stub, name, f"sqlite:///{tmp_path / 'm.db'}")
+        data = yaml.safe_load(path.read_text())
+        mlflow = data["config"]["observability"]["mlflow"]
+        mlflow.update(async_logging=False, **({} if asked is None else {"request_runs": asked}))
+        path.write_text(yaml.safe_dump(data))
+        paths.append(path)
+    prepared = [prepare_workflow(path, trace=True) for path in paths]
+    recorders = [p.observer(Recorder) for p in prepared]
+    assert all(r is not None and r.run_records for r in recorders)  # as `run` records
+    Worker(prepared, RedisRuns(redis_db))
+    assert [r.run_records for r in recorders if r is not None] == [False, True, False]
 
 
 def _unfinished() -> list[Any]:
@@ -303,13 +346,7 @@ def test_batch_through_the_queue_survives_a_killed_worker(
     trace_ids = {line["trace_id"] for line in lines}
     assert len(trace_ids) == 100 and None not in trace_ids
 
-    spools = [Spool(path) for path in [*fleet["spools"], tmp / "batch.db"]]
-    deadline = time.monotonic() + 60
-    while any(spool.pending() for spool in spools):  # the killed worker's writer may go on
-        assert time.monotonic() < deadline, [spool.pending() for spool in spools]
-        for spool in spools:
-            drain(spool)  # what `observability flush` does
-        time.sleep(0.1)
+    _drain([*fleet["spools"], tmp / "batch.db"])  # the killed worker's writer may go on
     client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("configurable_agents").experiment_id
     traces = client.search_traces(locations=[experiment], max_results=500, include_spans=False)

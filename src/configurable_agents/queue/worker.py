@@ -4,6 +4,8 @@ Each task runs in a thread of the worker's pool, on that thread's own event loop
 workflow prepared (compiled) once for the worker. A run whose summary exists already (it ended,
 or was cancelled while queued) is skipped, so a redelivered task never runs a finished run again;
 a run of a workflow this worker does not have ends ``failed`` with an error naming it.
+Like ``serve``'s, each run is recorded as a trace, and as an MLflow run too only with the
+workflow's ``observability.mlflow.request_runs``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..engine import InputError, RunStatus
+from ..server.recording import per_request_runs
 from ..server.store import summarize
 from .app import TASK_NAME, workflow_key
 from .runs import RedisRuns
@@ -34,6 +37,8 @@ class Worker:
     """Executes runs of the workflows it knows, recording their ends in ``runs``."""
 
     def __init__(self, prepared: list[PreparedWorkflow], runs: RedisRuns) -> None:
+        for workflow in prepared:
+            per_request_runs(workflow)
         self.workflows = {workflow_key(p): p for p in prepared}
         self.runs = runs
         self._local = threading.local()

@@ -30,6 +30,7 @@ from .executor import Executor, LocalExecutor
 from .guard import Guard
 from .info_api import add_info_routes
 from .openapi import finish_document
+from .recording import per_request_runs
 from .runs_api import add_run_routes
 from .schemas import io_schemas, run_request_model
 from .served import Served
@@ -65,6 +66,9 @@ def create_app(
 ) -> FastAPI:
     """The API of one prepared workflow.
 
+    Each request is recorded as a trace; an MLflow run too only with the workflow's
+    ``observability.mlflow.request_runs`` (:func:`~.recording.per_request_runs`).
+
     Args:
         prepared: The workflow, compiled once for every run.
         jobs: Where runs are kept; at start-up, runs no process will end are marked failed.
@@ -76,6 +80,7 @@ def create_app(
         executor: Runs the runs (default: in this process, :class:`LocalExecutor`).
     """
     workflow = prepared.workflow
+    per_request_runs(prepared)
     metrics = Metrics.for_workflow(prepared)
     served = Served(
         workflow=workflow,
