@@ -273,6 +273,7 @@ def test_openapi_lists_every_status_each_operation_returns(openapi: dict[str, An
         ("GET", "/health"): {"200", "400", "413"},
         ("GET", "/ready"): {"200", "400", "413", "503"},
         ("GET", "/metrics"): {"200", "400", "413"},
+        ("GET", "/costs"): {"200", "400", "404", "413", "422", "503"},
     }
     assert "securitySchemes" not in openapi.get("components", {})
     for (method, path), operation in _operations(openapi).items():

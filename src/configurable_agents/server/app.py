@@ -1,7 +1,8 @@
-"""The FastAPI application serving one workflow: runs, their status, its schema and metrics.
+"""The FastAPI application serving one workflow: runs, their status, its schema, metrics and
+costs.
 
 The handlers are module functions, each in the module of its resource (:mod:`.runs_api`,
-:mod:`.info_api`), given the served workflow (:class:`~.served.Served`) as a
+:mod:`.info_api`, :mod:`.costs`), given the served workflow (:class:`~.served.Served`) as a
 dependency; none calls a store on the event loop. Runs live in a :class:`~.store.RunStore` (the
 job table, :mod:`.jobs`, or the queue's Redis), so ``GET /runs/{id}`` answers after a restart too.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -26,6 +28,8 @@ from ..config.loader import Workflow
 from ..engine import PreparedWorkflow
 from ..environment import TOKEN_ENV
 from ..observability.prometheus import Metrics
+from ..observability.recorder import tracking_uri
+from .costs import add_cost_routes
 from .executor import Executor, LocalExecutor
 from .guard import Guard
 from .info_api import add_info_routes
@@ -88,6 +92,7 @@ def create_app(
         runs=AsyncRuns(jobs),
         metrics=metrics,
         schemas=io_schemas(workflow),
+        costs_store=tracking_uri(workflow.config.config.observability.mlflow, os.environ),
     )
     auth = bool(token)
     app = FastAPI(
@@ -104,7 +109,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, _internal_error)
-    for add_routes in (add_run_routes, add_info_routes):
+    for add_routes in (add_run_routes, add_info_routes, add_cost_routes):
         add_routes(app, auth)
     finish_document(app, auth, OPEN_PATHS, {"RunRequest": run_request_model(workflow)})
     return app

@@ -27,6 +27,7 @@ class Served:
         runs: Its runs, read and written off the event loop.
         metrics: Its Prometheus metrics.
         schemas: JSON Schemas of its inputs and outputs (``GET /schema``).
+        costs_store: The MLflow store ``GET /costs`` reports on.
         ready: Set once started, cleared at shutdown.
     """
 
@@ -35,6 +36,7 @@ class Served:
     runs: AsyncRuns
     metrics: Metrics
     schemas: dict[str, Any]
+    costs_store: str
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
