@@ -29,7 +29,7 @@ MODE = r"""
 import asyncio, json, statistics, sys, time
 sys.path.insert(0, sys.argv[1])
 from configurable_agents import load_workflow
-from configurable_agents.engine import prepare_workflow
+from configurable_agents import prepare_workflow
 from configurable_agents.observability.spans import build_trace
 uri, rounds, runs = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 ids = ["a", "b", "c"]

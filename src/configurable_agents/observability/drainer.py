@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from .spool import Spool, WriterLock
-from .writer import drain
+from .writer import MlflowWriter, drain
 
 __all__ = ["IDLE_ENV", "IDLE_S", "main"]
 
@@ -38,14 +38,16 @@ def main(spool_path: str, destination: str) -> int:
         return 0  # another writer drains this destination
     spool = Spool(spool_path)
     idle_s = float(os.environ.get(IDLE_ENV, IDLE_S))
+    writers: dict[str, MlflowWriter] = {}  # the store stays open between batches
     failures = 0
     last_row = time.monotonic()
     while True:
         try:
-            written = drain(spool, destination=destination)
+            written = drain(spool, destination=destination, writers=writers)
             failures = 0
-        except Exception:  # the rows keep the error; try again later
+        except Exception:  # the rows keep the error; try again later, with the store reopened
             written, failures = 0, failures + 1
+            writers.clear()
         now = time.monotonic()
         if written:
             last_row = now

@@ -188,13 +188,22 @@ class MlflowWriter:
         self.client.set_terminated(run_id, status=record["status"], end_time=record["end_ms"])
 
 
-def drain(spool: Spool, *, destination: str | None = None, deadline: float | None = None) -> int:
+def drain(
+    spool: Spool,
+    *,
+    destination: str | None = None,
+    deadline: float | None = None,
+    writers: dict[str, MlflowWriter] | None = None,
+) -> int:
     """Write spooled runs until the spool is empty (or the deadline passes); returns how many.
+
+    ``writers`` keeps the open stores between calls (a long-lived writer passes the same dict
+    each time, so the client, the store and its experiments are opened once).
 
     Raises:
         Exception: the store refused a batch; its rows are released with the error noted.
     """
-    writers: dict[str, MlflowWriter] = {}
+    writers = {} if writers is None else writers
     written = 0
     while deadline is None or time.monotonic() < deadline:
         items = spool.claim(BATCH_SIZE, destination)
