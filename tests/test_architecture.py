@@ -25,13 +25,14 @@ RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
 
 
 def _unit(module: list[str]) -> str:
-    """The package (or top-level module) a module belongs to; the CLI's modules are one unit."""
+    """The package (or top-level module) a module belongs to; the package's own ``__init__`` and
+    ``__main__`` count as the top, with the CLI."""
     if module[-1] == "__init__":
         module = module[:-1]
     if len(module) == 1:
         return "cli"  # the package's own __init__ and __main__: the top
     name = module[1]
-    return "cli" if name in ("cli", "_display", "__main__") or name.startswith("_cli") else name
+    return "cli" if name == "__main__" else name
 
 
 def _imports(path: Path) -> set[tuple[str, ...]]:
