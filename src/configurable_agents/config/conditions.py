@@ -180,11 +180,11 @@ def _convert(node: ast.expr, lead: int) -> Any:
             return Literal(-inner.value if isinstance(node.op, ast.USub) else inner.value)
         raise ConditionError("only 'not' and a sign before a number are allowed here", offset)
     if isinstance(node, ast.Compare):
-        ops = []
-        for op in node.ops:
-            if type(op) not in _COMPARE_OPS:
-                raise ConditionError(f"operator '{type(op).__name__}' is not allowed", offset)
-            ops.append(_COMPARE_OPS[type(op)])
+        ops: list[str] = []
+        for compare in node.ops:
+            if type(compare) not in _COMPARE_OPS:
+                raise ConditionError(f"operator '{type(compare).__name__}' is not allowed", offset)
+            ops.append(_COMPARE_OPS[type(compare)])
         rights = tuple(_convert(c, lead) for c in node.comparators)
         return Comparison(_convert(node.left, lead), tuple(ops), rights)
     if isinstance(node, ast.Constant):

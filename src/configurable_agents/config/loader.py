@@ -166,7 +166,7 @@ def _prune(data: dict[str, Any], locs: list[Loc], known: Known) -> dict[str, Any
             data["config"].pop(loc[1], None)
         elif head == "schema_version":
             data["schema_version"] = "1.0"
-        elif len(loc) == 1 and head not in ("nodes", "edges", "flow", "state"):
+        elif len(loc) == 1 and isinstance(head, str) and head not in ("nodes", "edges", "state"):
             data.pop(head, None)
         else:
             return None

@@ -7,7 +7,7 @@ template placeholders, graph shape ...) live in :mod:`configurable_agents.config
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -139,7 +139,16 @@ class ToolRef(ConfigModel):
     """`fail` stops the node when the tool fails; `continue` hands the error to the model."""
 
 
-ToolEntry = by_shape("expected a tool name or a tool mapping", text=str, mapping=ToolRef)
+if TYPE_CHECKING:  # what the unions below hold, for type checkers
+    ToolEntry = str | ToolRef
+    NodeTargets = str | list[str]
+else:
+    ToolEntry = by_shape("expected a tool name or a tool mapping", text=str, mapping=ToolRef)
+    NodeTargets = by_shape(
+        "expected a node id or a list of node ids",
+        text=str,
+        list=Annotated[list[str], Field(min_length=1)],
+    )
 
 
 class Node(ConfigModel):
@@ -261,14 +270,7 @@ class Edge(ConfigModel):
     from_: str = Field(alias="from")
     """Node the edge leaves, or `START`."""
 
-    to: (
-        by_shape(
-            "expected a node id or a list of node ids",
-            text=str,
-            list=Annotated[list[str], Field(min_length=1)],
-        )
-        | None
-    ) = None  # type: ignore[valid-type]
+    to: NodeTargets | None = None
     """Next node, `END`, or a list of nodes that then run concurrently."""
 
     routes: list[Route] | None = Field(default=None, min_length=1)

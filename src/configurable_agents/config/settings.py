@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 Provider = Literal["google", "openai", "anthropic", "ollama", "mock"]
-PROVIDERS: tuple[str, ...] = Provider.__args__
+PROVIDERS: tuple[str, ...] = get_args(Provider)
 """Every LLM provider a workflow may name."""
 
 DEFAULT_PROVIDER = "google"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -136,11 +136,14 @@ class StateField(ConfigModel):
         return self._type
 
 
-SchemaEntry = by_shape(
-    "expected a type string or a field mapping",
-    text=Annotated[str, AfterValidator(_bare_type)],
-    mapping=StateField,
-)
+if TYPE_CHECKING:  # what the union below holds, for type checkers
+    SchemaEntry = str | StateField
+else:
+    SchemaEntry = by_shape(
+        "expected a type string or a field mapping",
+        text=Annotated[str, AfterValidator(_bare_type)],
+        mapping=StateField,
+    )
 
 
 def field_spec(entry: str | StateField) -> StateField:

@@ -8,6 +8,7 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from .diagnostics import closest
 from .issues import Issue, Loc
@@ -49,7 +50,7 @@ def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> Loc:
     return tuple(path)
 
 
-def _issue(err: dict[str, Any], loc: Loc, root: type[BaseModel]) -> Issue:
+def _issue(err: ErrorDetails, loc: Loc, root: type[BaseModel]) -> Issue:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
