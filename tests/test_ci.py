@@ -18,7 +18,7 @@ def _setup_commands() -> list[str]:
 def test_readme_starts_with_exactly_two_setup_commands() -> None:
     first, second = _setup_commands()
     assert "configurable-agents" in first and "examples/article_writer.yaml" in first
-    assert '".[dev]"' in second and second.endswith("pytest")
+    assert '".[dev]"' in second and second.endswith("&& mypy && pytest")
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..batch.runner import BATCH_ID_TAG, ROW_ID_TAG, row_result
 from ..engine import RunStatus, check_inputs
-from ..server.store import QUEUED, AsyncRuns
+from ..server.store import QUEUED, AsyncRuns, RunStore
 from .app import QUEUE_NAME, send_run, workflow_key
 from .runs import RedisRuns
 
@@ -106,7 +106,7 @@ class QueueExecutor:
 
     def __init__(self, prepared: PreparedWorkflow, runs: RedisRuns, app: Celery) -> None:
         self.prepared = prepared
-        self.jobs = runs
+        self.jobs: RunStore = runs
         self.app = app
         self.key = workflow_key(prepared)
         self._runs = AsyncRuns(runs)

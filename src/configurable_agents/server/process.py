@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..config.settings import PrometheusConfig
     from ..engine import PreparedWorkflow
     from .executor import Executor
-    from .jobs import JobStore
+    from .store import RunStore
 
 __all__ = ["listen", "serve"]
 
@@ -65,7 +65,7 @@ def _to_stderr(line: str) -> None:
 
 def serve(
     prepared: PreparedWorkflow,
-    jobs: JobStore,
+    jobs: RunStore,
     listener: socket.socket,
     *,
     max_body_bytes: int,
