@@ -322,13 +322,13 @@ def _from_runs(
             if layout.TAG_WORKFLOW not in tags or layout.METRIC_TOTAL_COST not in metrics:
                 continue  # not a workflow run (e.g. a batch's parent run)
             name = tags[layout.TAG_WORKFLOW]
-            cost = metrics[layout.METRIC_TOTAL_COST]
+            run_cost = metrics[layout.METRIC_TOTAL_COST]
             entry = totals.workflows[name]
             entry["runs"] += 1
             ok = tags.get(layout.RUN_TAG_STATUS) == "success"
             entry["successful" if ok else "failed"] += 1
             entry["tokens"] += int(metrics.get(layout.METRIC_TOTAL_TOKENS, 0))
-            entry["cost_usd"] += cost
+            entry["cost_usd"] += run_cost
             calls = _node_costs(params, metrics)
             unpriced = {model for _, model, _, cost in calls if cost is None}
             totals.unpriced_models.update(unpriced)
@@ -343,8 +343,8 @@ def _from_runs(
             if aggregate_by is not None:
                 period = totals.period(period_label(run.info.start_time, aggregate_by))
                 period["runs"] += 1
-                period["cost_usd"] += cost
-                period["by_workflow"][name] += cost
+                period["cost_usd"] += run_cost
+                period["by_workflow"][name] += run_cost
                 for _, model, _, cost in calls:
                     if cost is not None:
                         period["by_model"][model.partition("/")[2]] += cost
