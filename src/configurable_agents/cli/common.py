@@ -22,6 +22,7 @@ __all__ = [
     "FILE",
     "fail_input",
     "flush_recording",
+    "no_exit_wait",
     "parse_tags",
     "recorder_of",
     "runnable",
@@ -143,6 +144,16 @@ def flush_recording(recorder: Recorder, what: str, default_timeout: float = 10) 
             f"{what} spooled for {where}; `configurable-agents observability flush` writes it",
             err=True,
         )
+
+
+def no_exit_wait() -> None:
+    """Let the process exit without waiting for its traces to be written (by default a process
+    that recorded runs waits up to ``$CONFIGURABLE_AGENTS_FLUSH_TIMEOUT`` seconds at exit)."""
+    import atexit
+
+    from ..observability.recorder import flush_all
+
+    atexit.unregister(flush_all)
 
 
 def say_where(recorder: Recorder, what: str) -> None:

@@ -15,6 +15,7 @@ from .common import (
     FILE,
     fail_input,
     flush_recording,
+    no_exit_wait,
     parse_tags,
     recorder_of,
     runnable,
@@ -149,6 +150,7 @@ def _report(result: RunResult, prepared: PreparedWorkflow, output: Path | None, 
             flush_recording(recorder, f"Trace {result.trace_id}", default_timeout=60)
         else:
             say_where(recorder, f"Trace {result.trace_id}")
+            no_exit_wait()  # the spool is durable and the writer outlives this process
     click.echo(closing_line(result), err=True)
 
 
