@@ -16,6 +16,7 @@ LAYERS = [
     {"engine"},
     {"observability"},
     {"api", "batch", "reports"},
+    {"evaluation"},
     {"deploy", "queue", "server"},
     {"cli"},
 ]

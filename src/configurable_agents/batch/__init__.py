@@ -64,13 +64,15 @@ async def run_batch(
     on_progress: Callable[[BatchStats], None] | None = None,
     on_start: Callable[[BatchStats], None] | None = None,
     executor: Callable[[Mapping[str, str], str], RowExecutor] | None = None,
+    parent_run: bool = True,
 ) -> BatchStats:
     """Run ``prepared`` once per pending row, writing ``output``; returns the totals.
 
     SIGINT (Ctrl-C) stops starting rows and cancels running ones; the output is completed either
     way and keeps one line per row id. ``stats.stopped`` says whether the budget or an interrupt
     ended the batch early. ``executor(tags, batch_id)`` makes the row executor (default: rows
-    run in this process, :class:`~.runner.LocalExecutor`).
+    run in this process, :class:`~.runner.LocalExecutor`). Without ``parent_run`` the batch
+    records no MLflow run of its own (an evaluation records its evaluation run instead).
 
     Raises:
         DatasetError: ``output`` exists without ``resume``, or cannot be read or written.
@@ -95,6 +97,7 @@ async def run_batch(
         concurrency=concurrency,
         max_cost_usd=max_cost_usd,
         on_progress=on_progress,
+        batch_id=batch_id,
     )
     runner.stats.skipped = skipped
     if on_start is not None:
@@ -107,7 +110,7 @@ async def run_batch(
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         results.close(row.id for row in rows)
-    if recorder is not None:
+    if recorder is not None and parent_run:
         from .recording import record_batch_run
 
         record_batch_run(

@@ -81,15 +81,19 @@ class LocalExecutor:
 
     async def __call__(self, row: Row) -> dict[str, Any]:
         """Run ``row``; inputs that do not fit the state make a failed row, located."""
+        return (await self.result_of(row))[0]
+
+    async def result_of(self, row: Row) -> tuple[dict[str, Any], RunResult | None]:
+        """Run ``row``: its result line, and the run's result when it could start."""
         from ..engine import InputError
 
         if row.problem is not None:
-            return row_result(row, "failed", error=f"{row.where}: {row.problem}")
+            return row_result(row, "failed", error=f"{row.where}: {row.problem}"), None
         try:
             result = await self.prepared.arun(row.inputs, tags={**self.tags, ROW_ID_TAG: row.id})
         except InputError as exc:
-            return row_result(row, "failed", error=f"{row.where}: {exc}")
-        return row_result(row, result.status.value, result=result)
+            return row_result(row, "failed", error=f"{row.where}: {exc}"), None
+        return row_result(row, result.status.value, result=result), result
 
 
 @dataclass
@@ -97,11 +101,14 @@ class BatchStats:
     """Progress and totals of a batch (of the rows this invocation runs)."""
 
     total: int
+    batch_id: str = ""
     skipped: int = 0
     done: int = 0
     failed: int = 0
     running: int = 0
     cost_usd: float = 0.0
+    scoring_cost_usd: float = 0.0
+    """What scoring the rows cost (an evaluation's judges), apart from the runs' own cost."""
     tokens: int = 0
     unpriced: bool = False
     statuses: Counter[str] = field(default_factory=Counter)
@@ -146,6 +153,7 @@ class BatchRunner:
         concurrency: int,
         max_cost_usd: float | None = None,
         on_progress: Callable[[BatchStats], None] | None = None,
+        batch_id: str = "",
     ) -> None:
         self.execute = execute
         self.rows = rows
@@ -153,7 +161,7 @@ class BatchRunner:
         self.concurrency = concurrency
         self.max_cost_usd = max_cost_usd
         self.on_progress = on_progress or (lambda stats: None)
-        self.stats = BatchStats(total=len(rows))
+        self.stats = BatchStats(total=len(rows), batch_id=batch_id)
         self._next = 0
         self._running: set[asyncio.Task[dict[str, Any]]] = set()
 
@@ -198,11 +206,13 @@ class BatchRunner:
         stats.statuses[line["status"]] += 1
         stats.failed += line["status"] != "success"
         stats.cost_usd += line["cost_usd"]
+        stats.scoring_cost_usd += line.get("scoring_cost_usd", 0.0)
         stats.tokens += line["tokens"]["total"]
         stats.unpriced |= line["unpriced"]
         if line["trace_id"]:
             stats.trace_ids.append(line["trace_id"])
         budget = self.max_cost_usd
-        if budget is not None and stats.cost_usd >= budget and stats.stopped is None:
+        spent = stats.cost_usd + stats.scoring_cost_usd
+        if budget is not None and spent >= budget and stats.stopped is None:
             stats.stopped = "budget"
         self.on_progress(stats)

@@ -6,6 +6,8 @@ Exit codes (each command's help lists its own):
 - ``run``: 0 success, 1 failed, 2 bad input (an invalid workflow included), 3 budget exceeded,
   4 timeout, 130 interrupted.
 - ``batch``: 0 every row succeeded, 1 some failed, 2 bad input, 3 budget reached, 130 interrupted.
+- ``eval``: 0 `pass_if` holds (without one: every row ran and succeeded), 1 it does not, 2 bad
+  input, 3 budget reached, 130 interrupted.
 - Any command: 70 internal error (a bug; the message asks for a report).
 
 One module per command group (:mod:`.validate` has ``validate``, ``schema`` and ``graph``); each
@@ -22,7 +24,7 @@ import sys
 import click
 
 from .._version import __version__
-from . import batch, deploy, observability, report, run, serve, validate, worker
+from . import batch, deploy, evaluate, observability, report, run, serve, validate, worker
 
 __all__ = ["app", "main"]
 
@@ -44,6 +46,7 @@ for _command in (
     validate.graph,
     run.run,
     batch.batch,
+    evaluate.evaluate,
     serve.serve,
     worker.worker,
     observability.observability,

@@ -16,28 +16,33 @@ if TYPE_CHECKING:
     from ..batch.runner import RowExecutor
     from ..engine import PreparedWorkflow
 
-__all__ = ["BATCH_EXIT", "batch"]
+__all__ = ["BATCH_EXIT", "Progress", "batch"]
 
 BATCH_EXIT = {None: 0, "budget": 3, "interrupted": 130}
 """Exit code of `batch` for each way it stops (``BatchStats.stopped``), before failed rows."""
 
 
-class _Progress:
-    """A Rich progress bar on stderr (done, failed, running, cost, ETA) when it is a terminal."""
+class Progress:
+    """A Rich progress bar on stderr (done, failed, running, cost, ETA) when it is a terminal.
 
-    def __init__(self) -> None:
+    Args:
+        label: What the bar is of (``batch``, ``eval``).
+    """
+
+    def __init__(self, label: str = "batch") -> None:
         from rich.console import Console
 
+        self.label = label
         self.console = Console(stderr=True)
         self.bar: Any = None
         self.task: Any = None
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> Progress:
         if self.console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
             self.bar = Progress(
-                TextColumn("batch"),
+                TextColumn(self.label),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("[red]{task.fields[failed]} failed[/] · {task.fields[running]} running"),
@@ -55,7 +60,7 @@ class _Progress:
     def start(self, stats: BatchStats) -> None:
         """Batch callback: the rows are known; show the bar, or say how many rows run."""
         if self.bar is not None:
-            self.task = self.bar.add_task("batch", total=stats.total, failed=0, running=0,
+            self.task = self.bar.add_task(self.label, total=stats.total, failed=0, running=0,
                                           cost=0.0, eta="-")  # fmt: skip
         else:
             self.console.print(f"{stats.total} row(s) to run, {stats.skipped} already done")
@@ -70,7 +75,7 @@ class _Progress:
             completed=stats.done,
             failed=stats.failed,
             running=stats.running,
-            cost=stats.cost_usd,
+            cost=stats.cost_usd + stats.scoring_cost_usd,
             eta="-" if eta is None else f"{int(eta) // 60}:{int(eta) % 60:02d}",
         )
 
@@ -123,7 +128,7 @@ def batch(
     except (DatasetError, SetupError) as exc:
         fail_input(str(exc))
     executor = _queue_executor(prepared, queue) if queue else None
-    with _Progress() as progress:
+    with Progress() as progress:
 
         async def main() -> BatchStats:
             return await run_batch(

@@ -56,6 +56,21 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class _Arithmetic:
+    op: str
+    left: Any
+    right: Any
+
+
+_ARITHMETIC: dict[type[ast.operator], str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}
+_COMPUTE: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+}
+
+
+@dataclass(frozen=True)
 class _Not:
     operand: Any
 
@@ -123,8 +138,9 @@ class Condition:
         return bool(_eval(self.tree, state))
 
 
-def parse_condition(text: str) -> Condition:
-    """Parse a condition expression.
+def parse_condition(text: str, *, arithmetic: bool = False) -> Condition:
+    """Parse a condition expression; with ``arithmetic``, numbers may also be added, subtracted
+    and multiplied (`pass_if` gates: ``correct >= baseline.correct - 0.05``).
 
     Raises:
         ConditionError: a syntax error or a form the language does not allow, with its offset.
@@ -143,7 +159,7 @@ def parse_condition(text: str) -> Condition:
     if _depth(expression.body) > MAX_NESTING:
         raise ConditionError(_TOO_DEEP)
     lead = len(cleaned) - len(cleaned.lstrip())
-    return Condition(text, _convert(expression.body, lead))
+    return Condition(text, _convert(expression.body, lead, arithmetic))
 
 
 _TOO_DEEP = f"condition is nested deeper than {MAX_NESTING} levels"
@@ -167,15 +183,20 @@ def _depth(tree: ast.expr) -> int:
     return deepest
 
 
-def _convert(node: ast.expr, lead: int) -> Any:
+def _convert(node: ast.expr, lead: int, arithmetic: bool = False) -> Any:
     offset = lead + getattr(node, "col_offset", 0)
     if isinstance(node, ast.BoolOp):
         op = "and" if isinstance(node.op, ast.And) else "or"
-        return _BoolOp(op, tuple(_convert(v, lead) for v in node.values))
+        return _BoolOp(op, tuple(_convert(v, lead, arithmetic) for v in node.values))
+    if isinstance(node, ast.BinOp) and arithmetic:
+        if type(node.op) not in _ARITHMETIC:
+            raise ConditionError("only +, - and * are allowed between numbers", offset)
+        left, right = _convert(node.left, lead, True), _convert(node.right, lead, True)
+        return _Arithmetic(_ARITHMETIC[type(node.op)], left, right)
     if isinstance(node, ast.UnaryOp):
         if isinstance(node.op, ast.Not):
-            return _Not(_convert(node.operand, lead))
-        inner = _convert(node.operand, lead)
+            return _Not(_convert(node.operand, lead, arithmetic))
+        inner = _convert(node.operand, lead, arithmetic)
         if isinstance(node.op, ast.USub | ast.UAdd) and _is_number(inner):
             return Literal(-inner.value if isinstance(node.op, ast.USub) else inner.value)
         raise ConditionError("only 'not' and a sign before a number are allowed here", offset)
@@ -185,8 +206,8 @@ def _convert(node: ast.expr, lead: int) -> Any:
             if type(compare) not in _COMPARE_OPS:
                 raise ConditionError(f"operator '{type(compare).__name__}' is not allowed", offset)
             ops.append(_COMPARE_OPS[type(compare)])
-        rights = tuple(_convert(c, lead) for c in node.comparators)
-        return Comparison(_convert(node.left, lead), tuple(ops), rights)
+        rights = tuple(_convert(c, lead, arithmetic) for c in node.comparators)
+        return Comparison(_convert(node.left, lead, arithmetic), tuple(ops), rights)
     if isinstance(node, ast.Constant):
         if not isinstance(node.value, str | int | float | bool | type(None)):
             raise ConditionError(f"literal {node.value!r} is not allowed", offset)
@@ -238,6 +259,9 @@ def _walk(node: Any) -> Iterator[Any]:
             yield from _walk(child)
     elif isinstance(node, _Not):
         yield from _walk(node.operand)
+    elif isinstance(node, _Arithmetic):
+        yield from _walk(node.left)
+        yield from _walk(node.right)
     elif isinstance(node, Comparison):
         yield from _walk(node.left)
         for child in node.rights:
@@ -254,6 +278,11 @@ def _eval(node: Any, state: Mapping[str, Any]) -> Any:
             return None
     if isinstance(node, _Not):
         return not _eval(node.operand, state)
+    if isinstance(node, _Arithmetic):
+        left, right = _eval(node.left, state), _eval(node.right, state)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right)):
+            raise ConditionError(f"cannot compute {_shown(left)} {node.op} {_shown(right)}")
+        return _COMPUTE[node.op](left, right)
     if isinstance(node, _BoolOp):
         if node.op == "and":
             return all(_eval(child, state) for child in node.operands)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from .builder import plain_data_problem
 from .checks import Known, check_workflow
 from .diagnostics import Diagnostic, WorkflowValidationError, format_path
+from .evaluation_checks import check_evaluation
 from .graph_checks import check_graph
 from .issues import Issue, Loc
 from .schema import Node, WorkflowConfig
@@ -110,6 +111,7 @@ def _validate(
     if config is not None:
         checked = check_workflow(config, known)
         issues += checked.found.issues
+        issues += check_evaluation(config)
         if checked.endpoints_ok and not known.incomplete:
             issues += check_graph(config).issues
             issues += unset_reads(config, checked.fields).issues
@@ -164,6 +166,8 @@ def _prune(data: dict[str, Any], locs: list[Loc], known: Known) -> dict[str, Any
             data["flow"] = {"name": "workflow"}
         elif head == "config" and len(loc) >= 2:
             data["config"].pop(loc[1], None)
+        elif head == "evaluation":  # its cross-checks would name what was left out
+            data.pop("evaluation", None)
         elif head == "schema_version":
             data["schema_version"] = "1.0"
         elif len(loc) == 1 and isinstance(head, str) and head not in ("nodes", "edges", "state"):

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ._model import ConfigModel, by_shape
+from .evaluation import EvaluationConfig
 from .settings import Config, LLMConfig
 from .state import SchemaEntry, StateSchema, TypeName, check_schema_present
 from .types import TypeExpr, parse_type
@@ -337,3 +338,6 @@ class WorkflowConfig(ConfigModel):
 
     config: Config = Config()
     """Models, limits, tools and observability."""
+
+    evaluation: EvaluationConfig | None = None
+    """How runs are scored (`configurable-agents eval`, online scoring in `serve`)."""

@@ -66,6 +66,17 @@ def _issue(err: ErrorDetails, loc: Loc, root: type[BaseModel]) -> Issue:
         )
     if kind == "missing":
         return Issue(loc, f"missing required key {loc[-1]!r}", code="missing_key")
+    if kind == "union_tag_not_found":
+        return Issue(loc, f"missing required key {ctx.get('discriminator')}", code="missing_key")
+    if kind == "union_tag_invalid":
+        expected = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        return Issue(
+            (*loc, str(ctx.get("discriminator", "")).strip("'")),
+            f"unknown {ctx.get('discriminator')} {ctx.get('tag')!r}; expected one of "
+            f"{', '.join(expected)}",
+            suggestion=closest(str(ctx.get("tag")), expected),
+            code="unknown_value",
+        )
     if kind == "literal_error":
         expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         given = err.get("input")
@@ -117,6 +128,13 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
     return candidates[0] if candidates else None
 
 
+def _tag(model: type[BaseModel]) -> str | None:
+    """The `type` a branch of a discriminated union stands for."""
+    field = model.model_fields.get("type")
+    args = typing.get_args(field.annotation) if field is not None else ()
+    return args[0] if len(args) == 1 and isinstance(args[0], str) else None
+
+
 def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
@@ -136,6 +154,8 @@ def _union_args(tp: Any) -> list[Any]:
 
 def _step(tp: Any, part: Any) -> Any:
     for option in _union_args(tp):
+        if _is_model(option) and _tag(option) == part:  # a discriminated union's branch
+            return option
         if _is_model(option):
             for name, info in option.model_fields.items():
                 if part in (name, info.alias):

@@ -220,17 +220,45 @@ class Recorder(NullObserver):
         self._spool({"trace_id": trace_id, "spans": spans, "run": run})
         return trace_id
 
-    def record_run(self, run: dict[str, Any], trace_ids: list[str]) -> None:
+    def record_run(
+        self,
+        run: dict[str, Any],
+        trace_ids: list[str],
+        *,
+        assessments: list[dict[str, Any]] | None = None,
+        dataset: dict[str, str] | None = None,
+    ) -> None:
         """Spool an MLflow run with no trace of its own, linked to ``trace_ids`` (a batch's
-        parent run); ``run`` has the keys of a run record (name, start_ms, end_ms, status,
-        params, metrics, tags, artifacts)."""
+        parent run, an evaluation run); ``run`` has the keys of a run record (name, start_ms,
+        end_ms, status, params, metrics, tags, artifacts). ``assessments`` (see
+        :meth:`record_assessments`) are attached to their traces with the run as their source;
+        ``dataset`` (name, digest, source) is logged as the run's input."""
         run = {
             **run,
             "params": self._scrub_values(run["params"]),
             "tags": self._scrub_values(run["tags"]),
             "artifacts": self.scrub(run["artifacts"]),
         }
-        self._spool({"trace_id": None, "spans": [], "run": run, "linked_traces": trace_ids})
+        payload: dict[str, Any] = {
+            "trace_id": None,
+            "spans": [],
+            "run": run,
+            "linked_traces": trace_ids,
+        }
+        if assessments:
+            payload["assessments"] = self.scrub(assessments)
+        if dataset is not None:
+            payload["dataset"] = self.scrub(dataset)
+        self._spool(payload)
+
+    def record_assessments(self, assessments: list[dict[str, Any]]) -> None:
+        """Spool assessments of recorded traces: dicts with ``trace_id``, ``kind``
+        (`feedback` or `expectation`), ``name``, ``value``, ``rationale``, ``error``,
+        ``source_type`` (`CODE`, `LLM_JUDGE`, `HUMAN`), ``source_id`` and ``metadata``. They are
+        written after the traces spooled before them."""
+        if self.enabled and assessments:
+            payload: dict[str, Any] = {"trace_id": None, "spans": [], "run": None}
+            self._spool({**payload, "assessments": self.scrub(assessments)})
 
     def _scrub_values(self, mapping: Mapping[str, Any]) -> dict[str, Any]:
         """Scrubbed values under their keys as they are: tags and params become trace tags and

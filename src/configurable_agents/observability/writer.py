@@ -28,6 +28,9 @@ BATCH_SIZE = 200
 RECORD_KEY_TAG = "configurable_agents.record_key"
 """Run tag naming the spooled record an MLflow run was written from."""
 
+SOURCE_RUN_KEY = "mlflow.assessment.sourceRunId"
+"""Assessment metadata naming the evaluation run that made it (MLflow's own key)."""
+
 
 def _prepare_environment(destination: str) -> None:
     if destination.startswith("file:"):
@@ -118,6 +121,8 @@ class MlflowWriter:
             for item in group:
                 if item.payload.get("run") and not (item.claims and self._written(item)):
                     self._run(experiment_id, item.payload)
+                elif not item.payload.get("run") and item.payload.get("assessments"):
+                    self._assess(item.payload["assessments"])
 
     def _trace_as_artifact(self, experiment_id: str, span_dicts: list[dict[str, Any]]) -> None:
         from mlflow.entities import Span, TraceData, TraceInfo, TraceLocation, TraceState
@@ -185,7 +190,49 @@ class MlflowWriter:
         for start in range(0, len(linked), 100):  # MLflow links at most 100 per call
             with contextlib.suppress(MlflowException):  # file stores cannot link; tags still do
                 self.client.link_traces_to_run(linked[start : start + 100], run_id)
+        if payload.get("dataset"):
+            self._log_dataset(run_id, payload["dataset"])
+        self._assess(payload.get("assessments", []), run_id)
         self.client.set_terminated(run_id, status=record["status"], end_time=record["end_ms"])
+
+    def _log_dataset(self, run_id: str, dataset: dict[str, str]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        entity = Dataset(
+            name=dataset["name"], digest=dataset["digest"], source_type="local",
+            source=json.dumps({"uri": dataset["source"]}),
+            schema=dataset.get("schema"), profile=dataset.get("profile"),
+        )  # fmt: skip
+        context = InputTag(key="mlflow.data.context", value="evaluation")
+        self.client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[context])])
+
+    def _assess(self, assessments: list[dict[str, Any]], run_id: str | None = None) -> None:
+        """Attach assessments to their (already written) traces; with ``run_id``, name that
+        evaluation run as their source, as MLflow's own evaluations do."""
+        from mlflow.entities import AssessmentError, AssessmentSource, Expectation, Feedback
+        from mlflow.tracing.client import TracingClient
+
+        tracing = TracingClient(self.destination)
+        for entry in assessments:
+            source = AssessmentSource(
+                source_type=entry["source_type"], source_id=entry["source_id"]
+            )
+            metadata = {k: str(v) for k, v in (entry.get("metadata") or {}).items()}
+            if run_id is not None:
+                metadata[SOURCE_RUN_KEY] = run_id
+            if entry["kind"] == "expectation":
+                assessment: Any = Expectation(
+                    name=entry["name"], value=entry["value"], source=source, metadata=metadata
+                )
+            else:
+                error = entry.get("error")
+                assessment = Feedback(
+                    name=entry["name"], value=entry.get("value"), source=source,
+                    rationale=entry.get("rationale"), metadata=metadata,
+                    error=AssessmentError(error_code="SCORER_ERROR", error_message=error)
+                    if error else None,
+                )  # fmt: skip
+            tracing.log_assessment(entry["trace_id"], assessment)
 
 
 def drain(

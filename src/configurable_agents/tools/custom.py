@@ -32,7 +32,7 @@ from .errors import ToolError
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
-__all__ = ["is_allowed_module", "make_custom_tool"]
+__all__ = ["allowed_function", "is_allowed_module", "make_custom_tool"]
 
 
 def make_custom_tool(
@@ -57,15 +57,8 @@ def make_custom_tool(
     from langchain_core.tools import BaseTool, StructuredTool
     from langchain_core.tools.base import create_schema_from_function
 
-    module_name, _, attribute = spec.partition(":")
-    issue = custom_tool_issue(spec, allowed_modules)
-    reason = refused_reason(module_name)
-    if issue is None and reason:  # allow-listed, which validate reports; refused all the same
-        raise ToolError(f"custom tool module {module_name!r} cannot be allow-listed: {reason}")
-    if issue is not None:
-        raise ToolError(issue.message)
-    module = _import(spec, module_name)
-    function = _exposed(spec, module, attribute)
+    attribute = spec.partition(":")[2]
+    function = allowed_function(spec, allowed_modules)
     if isinstance(function, BaseTool):
         if config:
             raise ToolError(f"custom tool {spec!r} is already a LangChain tool; it takes no config")
@@ -84,6 +77,27 @@ def make_custom_tool(
         description=description,
         args_schema=schema,
     )
+
+
+def allowed_function(spec: str, allowed_modules: Sequence[str], what: str = "custom tool") -> Any:
+    """The public function ``module:function`` of an allow-listed module (a custom tool, or a
+    function scorer when ``what`` says so), imported after the allow-list is checked again.
+
+    Raises:
+        ToolError: The spec is malformed, the module is refused, not allowed or cannot be
+            imported, or the attribute is not a public function defined in the module.
+    """
+    module_name, _, attribute = spec.partition(":")
+    issue = custom_tool_issue(spec, allowed_modules)
+    reason = refused_reason(module_name)
+    try:
+        if issue is None and reason:  # allow-listed, which validate reports; refused all the same
+            raise ToolError(f"custom tool module {module_name!r} cannot be allow-listed: {reason}")
+        if issue is not None:
+            raise ToolError(issue.message)
+        return _exposed(spec, _import(spec, module_name), attribute)
+    except ToolError as exc:
+        raise ToolError(str(exc).replace("custom tool", what)) from None
 
 
 def _import(spec: str, module_name: str) -> ModuleType:

@@ -1,0 +1,100 @@
+"""The evaluation's MLflow run: `<scorer>/mean` metrics, totals, the dataset as its input, the
+evaluated traces linked, and every row's assessments with the run as their source."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..batch.runner import BATCH_ID_TAG
+from .baseline import EVAL_ROWS_ARTIFACT, TAG_DATASET_DIGEST, TAG_EVAL_WORKFLOW
+from .results import EvaluationResult
+
+if TYPE_CHECKING:
+    from ..batch import BatchStats
+    from ..observability.recorder import Recorder
+
+__all__ = ["RUN_TYPE_TAG", "record_evaluation"]
+
+RUN_TYPE_TAG = ("mlflow.runType", "genai_evaluate")
+"""The tag MLflow's own evaluations carry, which its UI lists under Evaluation runs."""
+
+_STATUS = {None: "FINISHED", "budget": "FINISHED", "interrupted": "KILLED"}
+
+
+def _metrics(result: EvaluationResult) -> dict[str, float]:
+    metrics: dict[str, float] = {
+        "rows": result.rows,
+        "rows_failed": result.rows_failed,
+        "workflow_cost_usd": result.workflow_cost_usd,
+        "judge_cost_usd": result.judge_cost_usd,
+        "passed": 1.0 if result.passed else 0.0,
+    }
+    for name, summary in result.scorers.items():
+        if summary.mean is not None:
+            metrics[f"{name}/mean"] = summary.mean
+        metrics[f"{name}/skipped"] = summary.skipped
+        metrics[f"{name}/errors"] = summary.errors
+        comparison = result.comparisons.get(name)
+        if comparison is not None and comparison.delta is not None:
+            metrics[f"{name}/delta"] = comparison.delta
+    return metrics
+
+
+def record_evaluation(
+    recorder: Recorder,
+    result: EvaluationResult,
+    stats: BatchStats,
+    rows: Mapping[str, Mapping[str, float | None]],
+    assessments: list[dict[str, Any]],
+    *,
+    workflow_hash: str,
+    tags: Mapping[str, str],
+    with_dataset: bool = True,
+) -> None:
+    """Spool the evaluation run (written by the recorder's background writer after the traces
+    it links, so the assessments find them); ``with_dataset`` logs the dataset as its input."""
+    flow = recorder.workflow.config.flow
+    end_ms = int(time.time() * 1000)
+    start_ms = end_ms - int(stats.elapsed_s * 1000)
+    started = dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC)
+    run = {
+        "name": f"{flow.name}-eval-{started.strftime('%Y%m%d-%H%M%S')}",
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "status": _STATUS[stats.stopped],
+        "params": {
+            "workflow_name": flow.name,
+            "workflow_version": flow.version or "",
+            "workflow_hash": workflow_hash,
+            "dataset": result.dataset,
+            "dataset_digest": result.dataset_digest,
+            "pass_if": result.pass_if or "",
+            "baseline_run_id": result.baseline_run_id or "",
+            "scorers": ", ".join(f"{s.name}:{s.type}" for s in result.scorers.values()),
+        },
+        "metrics": _metrics(result),
+        "tags": {
+            **recorder.config.tags,
+            **tags,
+            "workflow": flow.name,
+            TAG_EVAL_WORKFLOW: flow.name,
+            TAG_DATASET_DIGEST: result.dataset_digest,
+            BATCH_ID_TAG: stats.batch_id,
+            RUN_TYPE_TAG[0]: RUN_TYPE_TAG[1],
+            "eval.passed": "true" if result.passed else "false",
+        },
+        "artifacts": {EVAL_ROWS_ARTIFACT: dict(rows), "eval_summary.json": result.to_dict()},
+    }
+    dataset = (
+        {
+            "name": result.dataset.rsplit("/", 1)[-1],
+            "digest": result.dataset_digest,
+            "source": result.dataset,
+        }
+        if with_dataset
+        else None
+    )
+    recorder.record_run(run, result.trace_ids, assessments=assessments, dataset=dataset)
