@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         validate_workflow,
     )
     from .engine import InputError, NodeRecord, PreparedWorkflow, RunResult, RunStatus, SetupError
+    from .evaluation import EvaluationResult, evaluate
     from .reports import CostReport, ReportQuery, cost_report, list_runs, profile_run
 
 _HOMES = {
@@ -43,6 +44,7 @@ _HOMES = {
         ".engine",
     ),
     **dict.fromkeys(("arun_workflow", "prepare_workflow", "run_workflow"), ".api"),
+    **dict.fromkeys(("EvaluationResult", "evaluate"), ".evaluation"),
     **dict.fromkeys(
         ("CostReport", "ReportQuery", "cost_report", "list_runs", "profile_run"), ".reports"
     ),
@@ -53,6 +55,7 @@ __all__ = [
     "BatchStats",
     "CostReport",
     "Diagnostic",
+    "EvaluationResult",
     "InputError",
     "NodeRecord",
     "PreparedWorkflow",
@@ -66,6 +69,7 @@ __all__ = [
     "__version__",
     "arun_workflow",
     "cost_report",
+    "evaluate",
     "list_runs",
     "load_workflow",
     "prepare_workflow",

@@ -7,6 +7,7 @@ checked with the whole file in :mod:`.evaluation_checks`.
 
 from __future__ import annotations
 
+import keyword
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -39,6 +40,14 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNREADABLE = {
+    "baseline": "the baseline's means (baseline.<scorer>)",
+    "state": "a prefix (state.<name>)",
+    "true": "a constant",
+    "false": "a constant",
+    "null": "a constant",
+    "none": "a constant",
+}
 
 
 class _Scorer(ConfigModel):
@@ -52,11 +61,17 @@ class _Scorer(ConfigModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value) or value == "baseline":
+        if not _NAME.match(value) or keyword.iskeyword(value):
             raise PydanticCustomError(
                 "not_identifier",
-                "a scorer name must be an identifier other than 'baseline', not {v!r}",
-                {"v": value[:80]},
+                "a scorer name must be an identifier (letters, digits and _), not {v}",
+                {"v": repr(value[:80])},
+            )
+        if value.lower() in _UNREADABLE:
+            raise PydanticCustomError(
+                "reserved_name",
+                "{v} cannot name a scorer: pass_if reads it as {meaning}",
+                {"v": repr(value), "meaning": _UNREADABLE[value.lower()]},
             )
         return value
 
@@ -198,6 +213,12 @@ class ToolCalledScorer(_Scorer):
 
     max_calls: int | None = Field(default=None, ge=0)
     """Most calls that pass. Default: no limit."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ToolCalledScorer:
+        if self.max_calls is not None and self.min_calls > self.max_calls:
+            raise PydanticCustomError("bounds", "`min_calls` is greater than `max_calls`")
+        return self
 
 
 class ToolSequenceScorer(_Scorer):

@@ -38,6 +38,8 @@ def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> Loc:
     path: list[str | int] = []
     current = data
     for position, part in enumerate(loc):
+        if position and isinstance(loc[position - 1], int) and _is_tag(current, part):
+            continue  # a discriminated union's branch name, even where it is also a key
         in_dict = isinstance(current, dict) and part in current
         in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
         if in_dict or in_list:
@@ -48,6 +50,11 @@ def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> Loc:
             continue
         path.append(part)
     return tuple(path)
+
+
+def _is_tag(item: Any, part: Any) -> bool:
+    """Whether ``part`` is the `type` of a list item, as pydantic names a union branch."""
+    return isinstance(item, dict) and isinstance(part, str) and item.get("type") == part
 
 
 def _issue(err: ErrorDetails, loc: Loc, root: type[BaseModel]) -> Issue:

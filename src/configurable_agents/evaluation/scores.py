@@ -105,6 +105,8 @@ def _text(value: Any, ignore_case: bool) -> str:
 def same(actual: Any, expected: Any, ignore_case: bool = False) -> bool:
     """Whether an output equals an expected value; text from a CSV cell (``"3"``, ``"true"``)
     equals the number or bool it spells."""
+    if isinstance(actual, bool) != isinstance(expected, bool) and not isinstance(expected, str):
+        return False  # 1 is not true, nor 0 false
     if isinstance(expected, str) and not isinstance(actual, str):
         if isinstance(actual, bool):
             return expected.strip().lower() == str(actual).lower()
@@ -138,7 +140,8 @@ def _contains(scorer: ContainsScorer, obs: Observation, actual: Any) -> Score:
 
 
 def _regex(scorer: RegexScorer, obs: Observation, actual: Any) -> Score:
-    ok = re.search(scorer.pattern, _text(actual, False)) is not None
+    text = actual if isinstance(actual, str) else json.dumps(actual, default=str)
+    ok = re.search(scorer.pattern, text) is not None
     return _verdict(ok, f"{scorer.output} {'matches' if ok else 'does not match'} "
                     f"/{scorer.pattern}/")  # fmt: skip
 

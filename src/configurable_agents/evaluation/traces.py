@@ -2,8 +2,9 @@
 
 The workflow's traces are read back from MLflow, turned into :class:`~.observation.Observation`
 objects from their spans, scored, and the assessments attached to them, with one evaluation run
-linking them. Traces that already carry a feedback of every selected scorer are left alone, so
-scoring a period twice does not score its traces twice.
+linking them. Traces that already carry a feedback of every scorer that applies to them (those
+reading no dataset column) are left alone, so scoring a period twice does not score its traces
+twice.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ async def score_traces(
     from ..batch import BatchStats
 
     started = time.monotonic()
-    names = {s.name for s in scoring.scorers}
+    names = {s.name for s in scoring.scorers if getattr(s, "expected", None) is None}
     found = _search(recorder, start_ms=start_ms, end_ms=end_ms, tags=tags or {}, limit=limit)
     lines: dict[str, dict[str, Any]] = {}
     assessments: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..engine import InputError, RunStatus
+from ..evaluation.online import OnlineEvaluator
 from ..server.recording import per_request_runs
 from ..server.store import summarize
 from .app import TASK_NAME, workflow_key
@@ -32,6 +33,9 @@ __all__ = ["Worker", "run_worker"]
 
 _log = logging.getLogger(__name__)
 
+ONLINE_WAIT_S = 10.0
+"""Seconds a stopping worker waits for the online scoring of its last runs."""
+
 
 class Worker:
     """Executes runs of the workflows it knows, recording their ends in ``runs``."""
@@ -39,6 +43,8 @@ class Worker:
     def __init__(self, prepared: list[PreparedWorkflow], runs: RedisRuns) -> None:
         for workflow in prepared:
             per_request_runs(workflow)
+        self.online = [e for p in prepared if (e := OnlineEvaluator.attach(p)) is not None]
+        """Online scoring of the workflows whose `evaluation.online` asks for it."""
         self.workflows = {workflow_key(p): p for p in prepared}
         self.runs = runs
         self._local = threading.local()
@@ -95,3 +101,5 @@ def run_worker(
         without_gossip=True,
         quiet=True,
     ).start()
+    for evaluator in worker.online:  # scores of the last runs still reach their traces
+        evaluator.wait(ONLINE_WAIT_S)

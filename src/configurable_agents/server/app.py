@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from ..config.loader import Workflow
 from ..engine import PreparedWorkflow
 from ..environment import TOKEN_ENV
+from ..evaluation.online import OnlineEvaluator
 from ..observability.prometheus import Metrics
 from ..observability.recorder import tracking_uri
 from .costs import add_cost_routes
@@ -86,6 +87,7 @@ def create_app(
     workflow = prepared.workflow
     per_request_runs(prepared)
     metrics = Metrics.for_workflow(prepared)
+    online = OnlineEvaluator.attach(prepared, metrics.registry)
     served = Served(
         workflow=workflow,
         runner=executor or LocalExecutor(prepared, jobs, metrics, max_runs),
@@ -99,7 +101,7 @@ def create_app(
         title=f"{workflow.name} (configurable-agents)",
         version=workflow.config.flow.version or "0",
         description=_description(workflow, auth),
-        lifespan=_lifespan(prepared, served, shutdown_timeout),
+        lifespan=_lifespan(prepared, served, shutdown_timeout, online),
         default_response_class=SafeJSONResponse,
     )
     app.router.route_class = StrictJSONRoute
@@ -116,10 +118,13 @@ def create_app(
 
 
 def _lifespan(
-    prepared: PreparedWorkflow, served: Served, shutdown_timeout: float
+    prepared: PreparedWorkflow,
+    served: Served,
+    shutdown_timeout: float,
+    online: OnlineEvaluator | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Start-up (runs no process will end are marked failed) and shutdown (running runs get
-    ``shutdown_timeout`` seconds, then traces as long to be written)."""
+    ``shutdown_timeout`` seconds, online scoring as long, then traces as long to be written)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -130,6 +135,8 @@ def _lifespan(
         yield
         served.ready.clear()
         await served.runner.shutdown(shutdown_timeout)
+        if online is not None:
+            await asyncio.to_thread(online.wait, shutdown_timeout)
         from ..observability.recorder import Recorder, flush_all
 
         if prepared.observer(Recorder) is not None:
