@@ -11,6 +11,7 @@ containing "unparseable" with a verdict that is not one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -362,3 +363,52 @@ def test_eval_against_a_real_mlflow_server(shop: Shop, tmp_path: Path) -> None:
             assert values["right_severity"] is (line["scores"]["right_severity"]["value"] == 1.0)
         (run,) = _eval_runs(uri)
         assert run.data.metrics["right_severity/mean"] == pytest.approx(0.8)
+
+
+def test_the_budget_counts_judges_exits_3_and_resume_finishes_the_rows(shop: Shop) -> None:
+    shop.write()
+    row_cost = _cost(WORKFLOW_TOKENS) + 2 * _cost(JUDGE_TOKENS)  # a row with both judges
+    stopped = _eval(str(shop.file), "-o", "results.jsonl", "-c", "1",
+                    "--max-cost-usd", str(1.5 * row_cost))  # fmt: skip
+    assert stopped.exit_code == 3, stopped.output
+    assert "budget reached" in stopped.output
+    assert [line["id"] for line in _lines(shop.folder / "results.jsonl")] == ["1", "2"]
+    resumed = _eval(str(shop.file), "-o", "results.jsonl", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert len(_lines(shop.folder / "results.jsonl")) == 5
+    newest = _eval_runs(shop.uri)[0]
+    assert newest.data.metrics["rows"] == 5  # the means cover the rows of both invocations
+    assert _eval(str(shop.file), "--resume").exit_code == 2  # nothing to resume without -o
+
+
+def test_ctrl_c_exits_130_and_records_what_was_scored(shop: Shop) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    shop.write()
+    answered = shop.answer
+
+    def slow(request: dict[str, Any]) -> Reply:
+        reply = answered(request)
+        return dataclasses.replace(reply, delay=30.0) if shop.workflow_calls > 2 else reply
+
+    shop.stub.responder = slow
+    process = subprocess.Popen(
+        [sys.executable, "-m", "configurable_agents", "eval", str(shop.file), "-c", "1",
+         "-o", "results.jsonl"],
+        cwd=shop.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while shop.workflow_calls < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=90)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    statuses = [line["status"] for line in _lines(shop.folder / "results.jsonl")]
+    assert statuses == ["success", "success", "cancelled"]
+    assert "interrupted" in stderr
+    (run,) = _eval_runs(shop.uri)
+    assert run.info.status == "KILLED" and run.data.metrics["rows"] == 3

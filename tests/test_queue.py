@@ -427,3 +427,39 @@ def test_a_run_ends_once_and_a_redelivered_task_is_skipped(redis_db: str) -> Non
     worker.execute("once@1#abc", "r2", {}, {})
     assert runs.get("r2")["status"] == "failed"
     assert "has no workflow once@1#abc" in runs.get("r2")["error"]
+
+
+def test_a_worker_scores_its_runs_online_and_attaches_the_scores(
+    tmp_path: Path, stub: StubLLM, redis_db: str
+) -> None:
+    """`evaluation.online` in a worker: each run it executes is scored off the task's thread."""
+    from mlflow.tracking import MlflowClient
+
+    from configurable_agents import prepare_workflow
+    from configurable_agents.observability.recorder import flush_all
+    from configurable_agents.queue.app import workflow_key
+    from configurable_agents.queue.runs import RedisRuns
+    from configurable_agents.queue.worker import Worker
+
+    stub.responder = default_responder
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    path = _workflow(tmp_path / "online.yaml", stub, "online", uri)
+    data = yaml.safe_load(path.read_text())
+    data["evaluation"] = {
+        "scorers": [{"name": "cheap", "type": "max_cost", "usd": 1.0}],
+        "online": {"sample": 1.0},
+    }
+    path.write_text(yaml.safe_dump(data))
+    prepared = prepare_workflow(path, trace=True)
+    runs = RedisRuns(redis_db)
+    worker = Worker([prepared], runs)
+    (evaluator,) = worker.online
+    runs.create("online-1", "online", {"topic": "tides"}, {})
+    worker.execute(workflow_key(prepared), "online-1", {"topic": "tides"}, {})
+    assert runs.get("online-1")["status"] == "success"
+    assert evaluator.wait(30) and flush_all(60)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("configurable_agents")
+    (trace,) = client.search_traces(locations=[experiment.experiment_id])
+    (feedback,) = trace.info.assessments
+    assert (feedback.name, feedback.value, feedback.source.source_type) == ("cheap", True, "CODE")
