@@ -47,6 +47,7 @@ __all__ = ["evaluate"]
     metavar="KEY=VALUE",
     help="Label the runs and the evaluation run (with --traces: only traces with it).",
 )
+@click.option("--trace", is_flag=True, help="Record in MLflow (whatever the file says).")
 @click.option("--traces", is_flag=True, help="Score runs already recorded instead of running.")
 @click.option(
     "--period",
@@ -67,6 +68,7 @@ def evaluate(
     resume: bool,
     max_cost_usd: float | None,
     tags: tuple[str, ...],
+    trace: bool,
     traces: bool,
     period: str | None,
     limit: int,
@@ -93,7 +95,7 @@ def evaluate(
     if not traces and period is not None:
         fail_input("--period applies only with --traces")
     try:
-        scoring = Scoring(workflow, judge_llm=judge_llm, trace=True if traces else None)
+        scoring = Scoring(workflow, judge_llm=judge_llm, trace=True if traces or trace else None)
     except EvaluationSetupError as exc:
         fail_input(str(exc))
     recorder: Recorder | None
@@ -101,12 +103,15 @@ def evaluate(
         result, recorder = _score_recorded(workflow, scoring, period, labels, limit)
     else:
         result, recorder = _run_dataset(workflow, scoring, dataset, llm, concurrency, baseline,
-                                        output, resume, max_cost_usd, labels)  # fmt: skip
+                                        output, resume, max_cost_usd, labels, trace)  # fmt: skip
     from .eval_display import show_evaluation
 
     show_evaluation(result)
     if recorder is not None:
         flush_recording(recorder, "The evaluation run and its assessments", default_timeout=60)
+    else:
+        click.echo("tracing is off: the scores are not recorded in MLflow (--trace, or "
+                   "observability.mlflow.enabled, records them)", err=True)  # fmt: skip
     sys.exit(result.exit_code)
 
 
@@ -147,6 +152,7 @@ def _run_dataset(
     resume: bool,
     max_cost_usd: float | None,
     labels: dict[str, str],
+    trace: bool,
 ) -> tuple[EvaluationResult, Recorder | None]:
     """Run and score every row of the dataset."""
     import asyncio
@@ -163,7 +169,7 @@ def _run_dataset(
     try:
         path = dataset_path(workflow, dataset)
         rows = read_rows(path, workflow)
-        prepared = prepare_workflow(workflow, llm=llm)
+        prepared = prepare_workflow(workflow, llm=llm, trace=trace or None)
         if max_cost_usd is not None:
             prepared.check_budget_enforceable("--max-cost-usd")
             for judge in scoring.judges.all_prepared(scoring.scorers):
