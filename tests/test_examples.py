@@ -8,11 +8,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from configurable_agents import load_workflow
+from configurable_agents.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+IDS = [path.relative_to(ROOT / "examples").as_posix() for path in EXAMPLES]
+EVALUATION_EXAMPLE = ROOT / "examples" / "evaluation" / "ticket_triage.yaml"
 
 QUICK_START = """\
 schema_version: "1.0"
@@ -41,19 +45,48 @@ edges:
 def test_the_required_examples_exist() -> None:
     names = {path.stem for path in EXAMPLES}
     assert {"article_writer", "routing", "loop", "fan_out", "nested_output"} <= names
+    assert EVALUATION_EXAMPLE in EXAMPLES
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+@pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
 def test_example_is_valid_without_warnings(path: Path) -> None:
     workflow = load_workflow(path)
     assert workflow.warnings == []
     assert workflow.source == str(path)
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+@pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
 def test_example_passes_the_published_json_schema(path: Path) -> None:
     schema = json.loads((ROOT / "docs" / "workflow.schema.json").read_text())
     jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+
+
+def test_the_evaluation_example_passes_its_gate_offline() -> None:
+    """`eval --llm mock --judge-llm mock` runs the example with no key and no network (and no
+    recording: the autouse fixture turns tracing off) and exits 0: the gate reads only the
+    scorers the mock's answers pass, while the equals scorers are reported."""
+    outcome = CliRunner().invoke(
+        app,
+        ["eval", str(EVALUATION_EXAMPLE), "--llm", "mock", "--judge-llm", "mock"],
+        catch_exceptions=False,
+    )
+    assert outcome.exit_code == 0, outcome.output
+    assert "PASS: pass_if holds: polite >= 0.9 and resolves >= 0.8" in outcome.output
+    assert "ticket_triage: 8 row(s) of" in outcome.output
+    rows = {
+        cells[0]: cells[1:]
+        for line in outcome.output.splitlines()
+        if line.startswith("│") and (cells := [c.strip() for c in line.strip("│").split("│")])
+    }
+    evaluation = load_workflow(EVALUATION_EXAMPLE).config.evaluation
+    assert evaluation is not None
+    assert list(rows) == [scorer.name for scorer in evaluation.scorers]
+    # type, mean, passed, failed, skipped, errors
+    for gated in ("priority_valid", "reply_fits", "cheap", "fast", "small", "polite"):
+        assert rows[gated][1:] == ["1.000", "8", "0", "0", "0"], (gated, rows[gated])
+    # 3 rows have no expected_next_step: skipped
+    assert rows["resolves"][1:] == ["1.000", "5", "0", "3", "0"]
+    assert rows["right_severity"][1] == "0.000"  # "mock severity" is never right
 
 
 def test_quick_start_validates_as_written(tmp_path: Path) -> None:
