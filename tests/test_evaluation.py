@@ -253,9 +253,14 @@ def test_a_failed_run_scores_as_a_fail_on_every_scorer_counted_apart(shop: Shop)
 
 def test_the_baseline_catches_a_worse_prompt(shop: Shop) -> None:
     gate = "polite >= baseline.polite - 0.05 and right_severity >= baseline.right_severity"
-    shop.write(pass_if="polite >= 0.5")
-    assert _eval(str(shop.file)).exit_code == 0
+    shop.write(pass_if=gate)
+    bootstrap = _eval(str(shop.file), "--baseline", "latest")  # the first: nothing to compare
+    assert bootstrap.exit_code == 0, bootstrap.output
+    assert "this evaluation becomes the baseline" in bootstrap.output
     (first,) = _eval_runs(shop.uri)
+    assert f"Evaluation run {first.info.run_id} (--baseline {first.info.run_id}" in (
+        bootstrap.output
+    )
     shop.write(prompt="Triage the ticket, and be rude: {ticket}", pass_if=gate)
     worse = _eval(str(shop.file), "--baseline", "latest")
     assert worse.exit_code == 1, worse.output
@@ -285,8 +290,21 @@ def test_eval_traces_scores_recorded_runs_once(shop: Shop) -> None:
         names = {a.name for a in client.get_trace(result.trace_id).info.assessments}
         assert names == {"polite", "cheap"}  # right_severity and correct need a dataset column
     again = _eval(str(shop.file), "--traces")
-    assert "no unscored trace of 'tickets'" in again.output
-    assert _eval(str(shop.file), "--traces", "--dataset", "x.jsonl").exit_code == 2
+    assert again.exit_code == 0
+    assert "no unscored trace of 'tickets'" in again.output and "written" not in again.output
+    for extra in (["--dataset", "x.jsonl"], ["--llm", "mock"], ["-c", "4"]):
+        assert _eval(str(shop.file), "--traces", *extra).exit_code == 2
+    more = [run_workflow(shop.file, {"ticket": t}) for t in ("one", "two")]
+    assert flush_all(60)
+    shop.write(pass_if="right_severity >= 1 and cheap == 1")  # right_severity needs a column
+    gated = _eval(str(shop.file), "--traces", "--limit", "1")
+    assert gated.exit_code == 0, gated.output
+    assert "no gate" in gated.output and "1 row(s) of traces" in gated.output
+    last = _eval(str(shop.file), "--traces", "--limit", "5")  # pages past the scored ones
+    assert "1 row(s) of traces" in last.output
+    for result in more:
+        names = {a.name for a in client.get_trace(result.trace_id).info.assessments}
+        assert names == {"polite", "cheap"}
 
 
 def test_online_scoring_samples_by_run_id_and_stops_judging_when_the_day_is_spent(
@@ -412,3 +430,14 @@ def test_ctrl_c_exits_130_and_records_what_was_scored(shop: Shop) -> None:
     assert "interrupted" in stderr
     (run,) = _eval_runs(shop.uri)
     assert run.info.status == "KILLED" and run.data.metrics["rows"] == 3
+
+
+def test_serve_refuses_an_online_judge_it_cannot_call(shop: Shop) -> None:
+    shop.write(
+        judge={"provider": "anthropic", "model": "claude-3-5-haiku-latest"},
+        online={"sample": 0.1, "scorers": ["polite"]},
+    )
+    outcome = CliRunner().invoke(app, ["serve", str(shop.file), "--port", "0"], env={
+        "ANTHROPIC_API_KEY": ""})  # fmt: skip
+    assert outcome.exit_code == 2, outcome.output
+    assert "error: evaluation.online:" in outcome.output and "ANTHROPIC_API_KEY" in outcome.output

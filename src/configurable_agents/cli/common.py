@@ -126,24 +126,28 @@ def recorder_of(prepared: PreparedWorkflow) -> Recorder | None:
     return prepared.observer(Recorder)
 
 
-def flush_recording(recorder: Recorder, what: str, default_timeout: float = 10) -> None:
+def flush_recording(recorder: Recorder, what: str, default_timeout: float = 10) -> bool:
     """Give the recorder's writer its exit wait, then say whether ``what`` reached the store.
 
     Args:
         recorder: The recorder that spooled ``what``.
         what: What was recorded, as the message names it (``Trace <id>``).
         default_timeout: Seconds to wait unless $CONFIGURABLE_AGENTS_FLUSH_TIMEOUT says.
+
+    Returns:
+        Whether it was written.
     """
     from ..observability.recorder import FLUSH_TIMEOUT_ENV
 
     where = recorder.destination
     if recorder.flush(float(os.environ.get(FLUSH_TIMEOUT_ENV, default_timeout))):
         click.echo(f"{what} written to {where}", err=True)
-    else:
-        click.echo(
-            f"{what} spooled for {where}; `configurable-agents observability flush` writes it",
-            err=True,
-        )
+        return True
+    click.echo(
+        f"{what} spooled for {where}; `configurable-agents observability flush` writes it",
+        err=True,
+    )
+    return False
 
 
 def no_exit_wait() -> None:

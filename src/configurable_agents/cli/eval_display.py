@@ -55,6 +55,8 @@ def show_evaluation(result: EvaluationResult) -> None:
         f"${result.workflow_cost_usd:.6f}, judge cost ${result.judge_cost_usd:.6f}",
         highlight=False,
     )
+    if result.baseline_note:
+        console.print(f"baseline: {result.baseline_note}", highlight=False)
     if result.baseline_run_id:
         console.print(f"baseline: run {result.baseline_run_id} (* = beyond noise, sign test "
                       "p < 0.05)", highlight=False)  # fmt: skip
@@ -75,6 +77,8 @@ def _verdict(result: EvaluationResult) -> None:
         click.echo("interrupted: running rows cancelled (--resume runs them again)", err=True)
     if result.gate_error:
         click.echo(f"FAIL: {result.gate_error}")
+    elif result.pass_if is None and result.dataset == "traces":
+        click.echo(f"PASS: no gate; {result.rows} recorded run(s) scored")
     elif result.pass_if is None:
         word = "PASS" if result.passed else "FAIL"
         click.echo(f"{word}: no pass_if; {result.rows_failed} run(s) failed")

@@ -89,9 +89,12 @@ def evaluate(
         except ValueError as exc:
             fail_input(f"--judge-llm: {exc}")
     labels = parse_tags(tags)
-    if traces and (dataset or resume or output or baseline):
-        fail_input("--traces scores recorded runs: --dataset, --output, --resume and "
-                   "--baseline do not apply")  # fmt: skip
+    explicit = click.get_current_context().get_parameter_source("concurrency")
+    given = explicit is not click.core.ParameterSource.DEFAULT
+    if traces and (dataset or resume or output or baseline or llm or max_cost_usd or given):
+        fail_input("--traces scores recorded runs without running anything: --dataset, "
+                   "--output, --resume, --baseline, --llm, --concurrency and --max-cost-usd do "
+                   "not apply")  # fmt: skip
     if not traces and period is not None:
         fail_input("--period applies only with --traces")
     try:
@@ -107,12 +110,22 @@ def evaluate(
     from .eval_display import show_evaluation
 
     show_evaluation(result)
-    if recorder is not None:
-        flush_recording(recorder, "The evaluation run and its assessments", default_timeout=60)
-    else:
+    if recorder is not None and result.record_key is not None:
+        if flush_recording(recorder, "The evaluation run and its assessments", default_timeout=60):
+            _name_the_run(recorder, result.record_key)
+    elif recorder is None:
         click.echo("tracing is off: the scores are not recorded in MLflow (--trace, or "
                    "observability.mlflow.enabled, records them)", err=True)  # fmt: skip
     sys.exit(result.exit_code)
+
+
+def _name_the_run(recorder: Recorder, key: str) -> None:
+    """Say the MLflow id of the evaluation run just written (what --baseline takes)."""
+    from ..evaluation.baseline import evaluation_run_id
+
+    run_id = evaluation_run_id(recorder.destination, recorder.config.experiment_name, key)
+    if run_id is not None:
+        click.echo(f"Evaluation run {run_id} (--baseline {run_id} compares with it)", err=True)
 
 
 def _score_recorded(
@@ -136,8 +149,11 @@ def _score_recorded(
     result = asyncio.run(score_traces(recorder, scoring, start_ms=start, end_ms=end, tags=labels,
                                       limit=limit))  # fmt: skip
     if not result.rows:
-        click.echo(f"no unscored trace of {workflow.name!r} in {recorder.destination} matches",
-                   err=True)  # fmt: skip
+        click.echo(f"no unscored trace of {workflow.name!r} in {recorder.destination} matches: "
+                   "nothing to score", err=True)  # fmt: skip
+    elif result.pass_if is None and workflow.config.evaluation.pass_if is not None:
+        click.echo("pass_if reads a scorer that needs a dataset column (or the baseline), "
+                   "which recorded traces do not have: no gate", err=True)  # fmt: skip
     return result, recorder
 
 

@@ -82,6 +82,7 @@ def serve(
     """
     from ..api import prepare_workflow
     from ..engine import SetupError
+    from ..evaluation import EvaluationSetupError
     from ..server import process
 
     workflow = runnable(file, llm)
@@ -96,16 +97,19 @@ def serve(
         listener = process.listen(host, port)
     except OSError as exc:
         fail_input(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    process.serve(
-        prepared,
-        jobs,
-        listener,
-        max_body_bytes=max_body_bytes,
-        max_runs=max_runs,
-        shutdown_timeout=shutdown_timeout,
-        executor=executor,
-        announce=lambda line: click.echo(line, err=True),
-    )
+    try:
+        process.serve(
+            prepared,
+            jobs,
+            listener,
+            max_body_bytes=max_body_bytes,
+            max_runs=max_runs,
+            shutdown_timeout=shutdown_timeout,
+            executor=executor,
+            announce=lambda line: click.echo(line, err=True),
+        )
+    except EvaluationSetupError as exc:  # online scoring's judge or function cannot be set up
+        fail_input(f"evaluation.online: {exc}")
 
 
 def _queued(prepared: PreparedWorkflow, url: str) -> tuple[Any, Executor]:

@@ -40,6 +40,7 @@ def worker(
     """
     from ..api import prepare_workflow
     from ..engine import SetupError
+    from ..evaluation import EvaluationSetupError
     from ..queue.app import QueueError, open_queue, workflow_key
     from ..queue.worker import run_worker
 
@@ -55,4 +56,7 @@ def worker(
         fail_input(str(exc))
     keys = ", ".join(workflow_key(p) for p in prepared)
     click.echo(f"worker for {keys} on {runs.path} ({concurrency} at once)", err=True)
-    run_worker(prepared, runs, celery, concurrency=concurrency)
+    try:
+        run_worker(prepared, runs, celery, concurrency=concurrency)
+    except EvaluationSetupError as exc:  # online scoring's judge or function cannot be set up
+        fail_input(f"evaluation.online: {exc}")

@@ -17,7 +17,9 @@ __all__ = [
     "TAG_EVAL_WORKFLOW",
     "Baseline",
     "BaselineError",
+    "NoBaselineYet",
     "compare",
+    "evaluation_run_id",
     "find_baseline",
 ]
 
@@ -33,6 +35,10 @@ TAG_DATASET_DIGEST = "eval.dataset_digest"
 
 class BaselineError(Exception):
     """The baseline cannot be found or read."""
+
+
+class NoBaselineYet(BaselineError):
+    """``--baseline latest`` found no earlier evaluation of the workflow on the dataset."""
 
 
 @dataclass
@@ -74,7 +80,7 @@ def find_baseline(
                 max_results=1,
             )  # fmt: skip
             if not runs:
-                raise BaselineError(
+                raise NoBaselineYet(
                     f"--baseline latest: no earlier evaluation of {workflow!r} on this dataset "
                     f"(digest {digest}) in experiment {experiment!r} of {tracking_uri}"
                 )
@@ -98,6 +104,22 @@ def find_baseline(
         if key.endswith("/mean")
     }
     return Baseline(run.info.run_id, means, rows)
+
+
+def evaluation_run_id(tracking_uri: str, experiment: str, key: str) -> str | None:
+    """The id of the MLflow run written from the evaluation record ``key``, once written."""
+    from mlflow.tracking import MlflowClient
+
+    from ..observability.writer import RECORD_KEY_TAG
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id], filter_string=f"tags.`{RECORD_KEY_TAG}` = '{_quoted(key)}'"
+    )
+    return runs[0].info.run_id if runs else None
 
 
 def _quoted(text: str) -> str:

@@ -53,9 +53,10 @@ def record_evaluation(
     workflow_hash: str,
     tags: Mapping[str, str],
     with_dataset: bool = True,
-) -> None:
+) -> str:
     """Spool the evaluation run (written by the recorder's background writer after the traces
-    it links, so the assessments find them); ``with_dataset`` logs the dataset as its input."""
+    it links, so the assessments find them); ``with_dataset`` logs the dataset as its input.
+    Returns the key its MLflow run will carry (:func:`~.baseline.evaluation_run_id` finds it)."""
     flow = recorder.workflow.config.flow
     end_ms = int(time.time() * 1000)
     start_ms = end_ms - int(stats.elapsed_s * 1000)
@@ -97,4 +98,4 @@ def record_evaluation(
         if with_dataset
         else None
     )
-    recorder.record_run(run, result.trace_ids, assessments=assessments, dataset=dataset)
+    return recorder.record_run(run, result.trace_ids, assessments=assessments, dataset=dataset)

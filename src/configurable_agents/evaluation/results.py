@@ -85,6 +85,9 @@ class EvaluationResult:
         stopped: ``budget`` or ``interrupted`` when the evaluation ended early.
         output: The results file (one line per row).
         trace_ids: Traces of the evaluated runs.
+        baseline_note: Why there was nothing to compare with (the first ``--baseline latest``).
+        record_key: Names the evaluation run until MLflow gives it an id (it is the run's
+            ``configurable_agents.record_key`` tag); None when not recorded.
     """
 
     workflow: str
@@ -103,6 +106,8 @@ class EvaluationResult:
     stopped: str | None = None
     output: str | None = None
     trace_ids: list[str] = field(default_factory=list)
+    baseline_note: str | None = None
+    record_key: str | None = None
 
     @property
     def exit_code(self) -> int:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.conditions import ConditionError, parse_condition
 from ..config.diagnostics import closest
 from ..config.loader import Workflow
-from .baseline import Baseline, BaselineError, compare, find_baseline
+from .baseline import Baseline, BaselineError, NoBaselineYet, compare, find_baseline
 from .executor import EvalExecutor
 from .recording import record_evaluation
 from .results import EvaluationResult, summarise
@@ -85,11 +85,15 @@ def uses_baseline(text: str | None) -> bool:
 
 def gate(result: EvaluationResult, baseline: Baseline | None) -> tuple[bool, str | None]:
     """The verdict of `pass_if` (without one: every row ran and succeeded), and why it could not
-    be evaluated, if it could not."""
+    be evaluated, if it could not. With nothing to compare with yet (``baseline_note``),
+    ``baseline.<scorer>`` reads this evaluation's own mean."""
     if result.pass_if is None:
         return result.rows_failed == 0 and result.stopped is None, None
     values: dict[str, Any] = dict(result.means())
-    values["baseline"] = dict(baseline.means) if baseline is not None else {}
+    if baseline is not None:
+        values["baseline"] = dict(baseline.means)
+    else:
+        values["baseline"] = dict(result.means()) if result.baseline_note else {}
     try:
         return parse_condition(result.pass_if, arithmetic=True).evaluate(values), None
     except ConditionError as exc:
@@ -139,12 +143,15 @@ async def aevaluate(
         raise EvaluationSetupError("evaluation.pass_if reads baseline.<scorer>: give --baseline")
     digest = digest_of(dataset)
     recorder = prepared.observer(Recorder)
-    found = None
+    found, note = None, None
     if baseline is not None:
         if recorder is None:
             raise BaselineError("--baseline needs the runs recorded in MLflow (tracing is off)")
-        found = find_baseline(recorder.destination, recorder.config.experiment_name,
-                              workflow.name, digest, baseline)  # fmt: skip
+        try:
+            found = find_baseline(recorder.destination, recorder.config.experiment_name,
+                                  workflow.name, digest, baseline)  # fmt: skip
+        except NoBaselineYet as exc:
+            note = f"{exc}: nothing to compare with, this evaluation becomes the baseline"
     labels = dict(tags or {})
     executors: list[EvalExecutor] = []
 
@@ -175,6 +182,7 @@ async def aevaluate(
         stopped=stats.stopped,
         output=str(output) if output else None,
         trace_ids=[line["trace_id"] for line in lines.values() if line.get("trace_id")],
+        baseline_note=note,
     )
     values = row_values(lines)
     if found is not None:
@@ -183,7 +191,8 @@ async def aevaluate(
     result.passed, result.gate_error = gate(result, found)
     if recorder is not None:
         assessments = [a for made in executors for a in made.assessments]
-        record_evaluation(recorder, result, stats, values, assessments,
-                          workflow_hash=digest_of(Path(workflow.source)) if workflow.source
-                          else "", tags=labels)  # fmt: skip
+        result.record_key = record_evaluation(
+            recorder, result, stats, values, assessments, tags=labels,
+            workflow_hash=digest_of(Path(workflow.source)) if workflow.source else "",
+        )  # fmt: skip
     return result

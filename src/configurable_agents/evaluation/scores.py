@@ -72,8 +72,11 @@ def _verdict(ok: bool, why: str) -> Score:
 
 
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return repr(text) if len(text) <= 80 else repr(text[:77] + "...")
+    """A value as a rationale shows it: text quoted, numbers, bools and JSON as JSON."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 80 else repr(value[:77] + "...")
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def output_value(obs: Observation, path: str) -> tuple[bool, Any]:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..observability.recorder import Recorder
     from .scoring import Scoring
 
-__all__ = ["observation_of", "score_traces"]
+__all__ = ["observation_of", "score_traces", "traces_gate"]
 
 
 def _float(value: Any) -> float:
@@ -74,8 +74,14 @@ def _scored(trace: Any, names: set[str]) -> bool:
     return names <= {a.name for a in trace.info.assessments or [] if a.feedback is not None}
 
 
-def _search(recorder: Recorder, *, start_ms: int | None, end_ms: int | None,
-            tags: Mapping[str, str], limit: int) -> list[Any]:  # fmt: skip
+_PAGE = 100
+"""Traces read per request while looking for unscored ones."""
+
+
+def _unscored(recorder: Recorder, names: set[str], *, start_ms: int | None,
+              end_ms: int | None, tags: Mapping[str, str], limit: int) -> list[Any]:  # fmt: skip
+    """Up to ``limit`` of the workflow's traces (newest first) not yet scored by ``names``,
+    paging past the scored ones."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(recorder.destination)
@@ -88,10 +94,18 @@ def _search(recorder: Recorder, *, start_ms: int | None, end_ms: int | None,
         clauses.append(f"attributes.timestamp_ms >= {start_ms}")
     if end_ms is not None:
         clauses.append(f"attributes.timestamp_ms < {end_ms}")
-    return list(client.search_traces(
-        locations=[experiment.experiment_id], filter_string=" and ".join(clauses),
-        order_by=["timestamp_ms DESC"], max_results=limit,
-    ))  # fmt: skip
+    found: list[Any] = []
+    token = None
+    while len(found) < limit:
+        page = client.search_traces(
+            locations=[experiment.experiment_id], filter_string=" and ".join(clauses),
+            order_by=["timestamp_ms DESC"], max_results=_PAGE, page_token=token,
+        )  # fmt: skip
+        found += [trace for trace in page if not _scored(trace, names)]
+        token = page.token
+        if not token:
+            break
+    return found[:limit]
 
 
 async def score_traces(
@@ -103,20 +117,21 @@ async def score_traces(
     tags: Mapping[str, str] | None = None,
     limit: int = 100,
 ) -> EvaluationResult:
-    """Score up to ``limit`` of the workflow's recorded traces (newest first) in the period and
+    """Score up to ``limit`` of the workflow's unscored traces (newest first) in the period and
     with the tags given, attach the assessments and record an evaluation run linking them.
-    Scorers that read a dataset column are skipped (traces have no expected values)."""
+    Scorers that read a dataset column are skipped (traces have no expected values); the gate is
+    `pass_if` only when it reads none of them and no baseline (:func:`traces_gate`), and with
+    no gate the result passes."""
     from ..batch import BatchStats
 
     started = time.monotonic()
     names = {s.name for s in scoring.scorers if getattr(s, "expected", None) is None}
-    found = _search(recorder, start_ms=start_ms, end_ms=end_ms, tags=tags or {}, limit=limit)
+    found = _unscored(recorder, names, start_ms=start_ms, end_ms=end_ms, tags=tags or {},
+                      limit=limit)  # fmt: skip
     lines: dict[str, dict[str, Any]] = {}
     assessments: list[dict[str, Any]] = []
     numeric = {s.name for s in scoring.scorers if s.type == "function"}
     for trace in found:
-        if _scored(trace, names):
-            continue
         obs = observation_of(trace)
         scores = await scoring.score(obs, tags={"eval.mode": "traces"})
         lines[obs.trace_id or ""] = {
@@ -135,21 +150,31 @@ async def score_traces(
         scorers=summarise(((s.name, s.type) for s in scoring.scorers), lines.values()),
         workflow_cost_usd=sum(line["cost_usd"] for line in lines.values()),
         judge_cost_usd=sum(line["scoring_cost_usd"] for line in lines.values()),
-        pass_if=None if _reads_baseline(scoring) else scoring.evaluation.pass_if,
+        pass_if=traces_gate(scoring),
         trace_ids=[trace_id for trace_id in lines if trace_id],
     )
     result.passed, result.gate_error = gate(result, None)
+    if result.pass_if is None:  # production runs that failed are scored, not a failed gate
+        result.passed = True
     stats = BatchStats(total=len(lines), done=len(lines))
     stats.started = started
     stats.ended = time.monotonic()
     if lines:
-        record_evaluation(recorder, result, stats, row_values(lines), assessments,
-                          workflow_hash="", tags={**(tags or {}), "eval.mode": "traces"},
-                          with_dataset=False)  # fmt: skip
+        result.record_key = record_evaluation(
+            recorder, result, stats, row_values(lines), assessments, workflow_hash="",
+            tags={**(tags or {}), "eval.mode": "traces"}, with_dataset=False,
+        )  # fmt: skip
     return result
 
 
-def _reads_baseline(scoring: Scoring) -> bool:
-    from .run import uses_baseline
+def traces_gate(scoring: Scoring) -> str | None:
+    """`pass_if` when it can hold on recorded traces: it reads only scorers that need no dataset
+    column, and no baseline. Otherwise None: scoring traces then gates nothing."""
+    from ..config.conditions import parse_condition
 
-    return uses_baseline(scoring.evaluation.pass_if)
+    text = scoring.evaluation.pass_if
+    if text is None:
+        return None
+    applicable = {s.name for s in scoring.scorers if getattr(s, "expected", None) is None}
+    paths = parse_condition(text, arithmetic=True).paths()
+    return text if all(path.parts[0] in applicable for path in paths) else None

@@ -227,12 +227,13 @@ class Recorder(NullObserver):
         *,
         assessments: list[dict[str, Any]] | None = None,
         dataset: dict[str, str] | None = None,
-    ) -> None:
+    ) -> str:
         """Spool an MLflow run with no trace of its own, linked to ``trace_ids`` (a batch's
         parent run, an evaluation run); ``run`` has the keys of a run record (name, start_ms,
         end_ms, status, params, metrics, tags, artifacts). ``assessments`` (see
         :meth:`record_assessments`) are attached to their traces with the run as their source;
-        ``dataset`` (name, digest, source) is logged as the run's input."""
+        ``dataset`` (name, digest, source) is logged as the run's input. Returns the record's
+        key, which the written run carries as its :data:`~.writer.RECORD_KEY_TAG` tag."""
         run = {
             **run,
             "params": self._scrub_values(run["params"]),
@@ -250,6 +251,7 @@ class Recorder(NullObserver):
         if dataset is not None:
             payload["dataset"] = self.scrub(dataset)
         self._spool(payload)
+        return str(payload["key"])
 
     def record_assessments(self, assessments: list[dict[str, Any]]) -> None:
         """Spool assessments of recorded traces: dicts with ``trace_id``, ``kind``
