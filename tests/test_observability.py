@@ -232,12 +232,12 @@ def test_drain_writes_many_traces_in_one_batch(tmp_path: Path, store: str) -> No
     from configurable_agents import load_workflow, prepare_workflow
 
     data = yaml.safe_load((ROOT / "examples" / "article_writer.yaml").read_text())
-    data["config"]["observability"]["mlflow"].update(tracking_uri=store)
+    # synchronous from the start: a recorder made asynchronous starts a background writer, which
+    # could hold a claimed row while the assertions below look at the spool
+    data["config"]["observability"]["mlflow"].update(tracking_uri=store, async_logging=False)
     path = tmp_path / "wf.yaml"
     path.write_text(yaml.safe_dump(data))
     prepared = prepare_workflow(load_workflow(path), llm="mock", trace=True)
-    recorder = prepared.observers[0]
-    recorder.config = recorder.config.model_copy(update={"async_logging": False})
     spool = Spool()
     import asyncio
 
