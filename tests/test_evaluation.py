@@ -25,6 +25,7 @@ from click.testing import CliRunner, Result
 
 from configurable_agents.cli import app
 from configurable_agents.evaluation.judges import JUDGE_RETRIES
+from configurable_agents.observability.recorder import flush_all
 
 from .stub_llm import Reply, StubLLM
 
@@ -178,6 +179,7 @@ def test_eval_scores_every_row_and_records_assessments_and_the_evaluation_run(sh
     assert [line["scores"]["correct"].get("skipped") is not None for line in lines] == [
         False, False, True, True, True
     ]  # fmt: skip
+    assert flush_all(60)  # the assessments follow the evaluation run in the background
     client = _client(shop.uri)
     for row, line in zip(ROWS, lines, strict=True):
         trace = client.get_trace(line["trace_id"])
@@ -258,9 +260,8 @@ def test_the_baseline_catches_a_worse_prompt(shop: Shop) -> None:
     assert bootstrap.exit_code == 0, bootstrap.output
     assert "this evaluation becomes the baseline" in bootstrap.output
     (first,) = _eval_runs(shop.uri)
-    assert f"Evaluation run {first.info.run_id} (--baseline {first.info.run_id}" in (
-        bootstrap.output
-    )
+    assert f"Evaluation run {first.info.run_id} written to {shop.uri}" in bootstrap.output
+    assert f"(--baseline {first.info.run_id} compares with it)" in bootstrap.output
     shop.write(prompt="Triage the ticket, and be rude: {ticket}", pass_if=gate)
     worse = _eval(str(shop.file), "--baseline", "latest")
     assert worse.exit_code == 1, worse.output
@@ -277,7 +278,6 @@ def test_the_baseline_catches_a_worse_prompt(shop: Shop) -> None:
 
 def test_eval_traces_scores_recorded_runs_once(shop: Shop) -> None:
     from configurable_agents import run_workflow
-    from configurable_agents.observability.recorder import flush_all
 
     shop.write()
     results = [run_workflow(shop.file, {"ticket": t}) for t in ("a crash", "hello", "hi")]
@@ -314,7 +314,6 @@ def test_online_scoring_samples_by_run_id_and_stops_judging_when_the_day_is_spen
 
     from configurable_agents import prepare_workflow
     from configurable_agents.evaluation.online import OnlineEvaluator, in_sample
-    from configurable_agents.observability.recorder import flush_all
 
     budget = 2.5 * _cost(JUDGE_TOKENS)  # room for three judge calls
     shop.write(online={"sample": 0.5, "scorers": ["polite", "cheap"],
@@ -374,6 +373,7 @@ def test_eval_against_a_real_mlflow_server(shop: Shop, tmp_path: Path) -> None:
         outcome = _eval(str(shop.file), "-o", "results.jsonl")
         assert outcome.exit_code == 0, outcome.output
         lines = _lines(shop.folder / "results.jsonl")
+        assert flush_all(60)
         client = _client(uri)
         for line in lines:
             trace = client.get_trace(line["trace_id"])

@@ -3,14 +3,16 @@ runs already recorded (`--traces`); exit by the `pass_if` gate."""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..reports.query import PERIODS
-from .common import FILE, fail_input, flush_recording, parse_tags, recorder_of, runnable
+from .common import FILE, fail_input, parse_tags, recorder_of, runnable
 
 if TYPE_CHECKING:
     from ..evaluation import EvaluationResult, Scoring
@@ -111,21 +113,36 @@ def evaluate(
 
     show_evaluation(result)
     if recorder is not None and result.record_key is not None:
-        if flush_recording(recorder, "The evaluation run and its assessments", default_timeout=60):
-            _name_the_run(recorder, result.record_key)
+        _wait_for_the_run(recorder, result, everything=traces)
     elif recorder is None:
         click.echo("tracing is off: the scores are not recorded in MLflow (--trace, or "
                    "observability.mlflow.enabled, records them)", err=True)  # fmt: skip
     sys.exit(result.exit_code)
 
 
-def _name_the_run(recorder: Recorder, key: str) -> None:
-    """Say the MLflow id of the evaluation run just written (what --baseline takes)."""
-    from ..evaluation.baseline import evaluation_run_id
+def _wait_for_the_run(recorder: Recorder, result: EvaluationResult, *, everything: bool) -> None:
+    """Wait for the evaluation run to be written (the traces before it are), and say its id;
+    its assessments follow in the background writer, which outlives this command, unless
+    ``everything`` (scoring recorded traces waits for its assessments: the next call skips the
+    traces they score)."""
+    from ..observability.recorder import FLUSH_TIMEOUT_ENV
 
-    run_id = evaluation_run_id(recorder.destination, recorder.config.experiment_name, key)
-    if run_id is not None:
-        click.echo(f"Evaluation run {run_id} (--baseline {run_id} compares with it)", err=True)
+    assert result.record_key is not None
+    timeout = float(os.environ.get(FLUSH_TIMEOUT_ENV, "60"))
+    deadline = time.monotonic() + timeout
+    run_id = recorder.flush_run(result.record_key, timeout)
+    if everything and run_id is not None:
+        recorder.flush(max(0.0, deadline - time.monotonic()))
+    where = recorder.destination
+    if run_id is None:
+        click.echo(f"The evaluation run is spooled for {where}; `configurable-agents "
+                   "observability flush` writes it", err=True)  # fmt: skip
+        return
+    click.echo(
+        f"Evaluation run {run_id} written to {where} (--baseline {run_id} compares with "
+        "it); the background writer attaches the assessments to the traces",
+        err=True,
+    )
 
 
 def _score_recorded(

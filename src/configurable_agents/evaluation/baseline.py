@@ -19,7 +19,6 @@ __all__ = [
     "BaselineError",
     "NoBaselineYet",
     "compare",
-    "evaluation_run_id",
     "find_baseline",
 ]
 
@@ -104,22 +103,6 @@ def find_baseline(
         if key.endswith("/mean")
     }
     return Baseline(run.info.run_id, means, rows)
-
-
-def evaluation_run_id(tracking_uri: str, experiment: str, key: str) -> str | None:
-    """The id of the MLflow run written from the evaluation record ``key``, once written."""
-    from mlflow.tracking import MlflowClient
-
-    from ..observability.writer import RECORD_KEY_TAG
-
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return None
-    runs = client.search_runs(
-        [found.experiment_id], filter_string=f"tags.`{RECORD_KEY_TAG}` = '{_quoted(key)}'"
-    )
-    return runs[0].info.run_id if runs else None
 
 
 def _quoted(text: str) -> str:

@@ -55,8 +55,10 @@ def record_evaluation(
     with_dataset: bool = True,
 ) -> str:
     """Spool the evaluation run (written by the recorder's background writer after the traces
-    it links, so the assessments find them); ``with_dataset`` logs the dataset as its input.
-    Returns the key its MLflow run will carry (:func:`~.baseline.evaluation_run_id` finds it)."""
+    it links), then the assessments, in records of their own naming the run as their source:
+    waiting for the run (:meth:`~configurable_agents.observability.recorder.Recorder.flush_run`)
+    does not wait for thousands of assessments. ``with_dataset`` logs the dataset as the run's
+    input. Returns the key naming the run until it is written."""
     flow = recorder.workflow.config.flow
     end_ms = int(time.time() * 1000)
     start_ms = end_ms - int(stats.elapsed_s * 1000)
@@ -98,4 +100,6 @@ def record_evaluation(
         if with_dataset
         else None
     )
-    return recorder.record_run(run, result.trace_ids, assessments=assessments, dataset=dataset)
+    key = recorder.record_run(run, result.trace_ids, dataset=dataset)
+    recorder.record_assessments(assessments, source=key)
+    return key

@@ -37,6 +37,7 @@ from .spool import Spool
 from .writer import BackgroundWriter, drain
 
 __all__ = [
+    "ASSESSMENTS_PER_RECORD",
     "FALLBACK_TAG",
     "FALLBACK_URI",
     "FLUSH_TIMEOUT_ENV",
@@ -44,6 +45,9 @@ __all__ = [
     "flush_all",
     "tracking_uri",
 ]
+
+ASSESSMENTS_PER_RECORD = 200
+"""Assessments spooled in one record (a writer writes a record whole, or retries it)."""
 
 FLUSH_TIMEOUT_ENV = "CONFIGURABLE_AGENTS_FLUSH_TIMEOUT"
 """Seconds a process waits at exit for its runs to reach MLflow (default 10)."""
@@ -225,15 +229,13 @@ class Recorder(NullObserver):
         run: dict[str, Any],
         trace_ids: list[str],
         *,
-        assessments: list[dict[str, Any]] | None = None,
         dataset: dict[str, str] | None = None,
     ) -> str:
         """Spool an MLflow run with no trace of its own, linked to ``trace_ids`` (a batch's
         parent run, an evaluation run); ``run`` has the keys of a run record (name, start_ms,
-        end_ms, status, params, metrics, tags, artifacts). ``assessments`` (see
-        :meth:`record_assessments`) are attached to their traces with the run as their source;
-        ``dataset`` (name, digest, source) is logged as the run's input. Returns the record's
-        key, which the written run carries as its :data:`~.writer.RECORD_KEY_TAG` tag."""
+        end_ms, status, params, metrics, tags, artifacts) and ``dataset`` (name, digest, source)
+        is logged as its input. Returns the record's key, which names the run until it is
+        written (:meth:`flush_run`) and then as its :data:`~.writer.RECORD_KEY_TAG` tag."""
         run = {
             **run,
             "params": self._scrub_values(run["params"]),
@@ -246,21 +248,35 @@ class Recorder(NullObserver):
             "run": run,
             "linked_traces": trace_ids,
         }
-        if assessments:
-            payload["assessments"] = self.scrub(assessments)
         if dataset is not None:
             payload["dataset"] = self.scrub(dataset)
         self._spool(payload)
         return str(payload["key"])
 
-    def record_assessments(self, assessments: list[dict[str, Any]]) -> None:
+    def record_assessments(
+        self, assessments: list[dict[str, Any]], *, source: str | None = None
+    ) -> None:
         """Spool assessments of recorded traces: dicts with ``trace_id``, ``kind``
         (`feedback` or `expectation`), ``name``, ``value``, ``rationale``, ``error``,
         ``source_type`` (`CODE`, `LLM_JUDGE`, `HUMAN`), ``source_id`` and ``metadata``. They are
-        written after the traces spooled before them."""
-        if self.enabled and assessments:
+        written after the traces spooled before them; ``source`` (a key from
+        :meth:`record_run`) names the evaluation run that made them."""
+        if not (self.enabled and assessments):
+            return
+        for start in range(0, len(assessments), ASSESSMENTS_PER_RECORD):
             payload: dict[str, Any] = {"trace_id": None, "spans": [], "run": None}
-            self._spool({**payload, "assessments": self.scrub(assessments)})
+            chunk = assessments[start : start + ASSESSMENTS_PER_RECORD]
+            self._spool({**payload, "assessments": self.scrub(chunk), "source_key": source})
+
+    def flush_run(self, key: str, timeout: float) -> str | None:
+        """Wait up to ``timeout`` seconds for the run recorded as ``key`` (and what was spooled
+        before it) to be written; its MLflow run id, or None if it was not written in time."""
+        deadline = time.monotonic() + timeout
+        while (run_id := self.spool.run_id(key)) is None and time.monotonic() < deadline:
+            if self.config.async_logging:
+                self._writer().ensure()
+            time.sleep(0.05)
+        return run_id
 
     def _scrub_values(self, mapping: Mapping[str, Any]) -> dict[str, Any]:
         """Scrubbed values under their keys as they are: tags and params become trace tags and

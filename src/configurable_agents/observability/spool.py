@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS items (
     claims INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS items_destination ON items (destination, experiment, id);
+CREATE TABLE IF NOT EXISTS written_runs (
+    key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    written REAL NOT NULL
+);
 """
 
 
@@ -220,6 +225,23 @@ class Spool:
             query, params = query + " WHERE destination = ?", (destination,)
         with self._connection() as connection:
             return int(connection.execute(query, params).fetchone()[0])
+
+    def note_runs(self, run_ids: dict[str, str]) -> None:
+        """Remember the MLflow run id each written record ``key`` became."""
+        now = time.time()
+        with self._connection() as connection:
+            connection.executemany(
+                "INSERT OR REPLACE INTO written_runs (key, run_id, written) VALUES (?, ?, ?)",
+                [(key, run_id, now) for key, run_id in run_ids.items()],
+            )
+
+    def run_id(self, key: str) -> str | None:
+        """The MLflow run id the record ``key`` was written as, once it was."""
+        with self._connection() as connection:
+            row = connection.execute(
+                "SELECT run_id FROM written_runs WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def backlog(self) -> dict[str, Any]:
         """Rows waiting, the oldest one's age in seconds, and the last error seen."""

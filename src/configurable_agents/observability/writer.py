@@ -76,6 +76,8 @@ class MlflowWriter:
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
 
         self.destination = destination
+        self.run_ids: dict[str, str] = {}
+        """The MLflow run id of each record key this writer wrote (or found written)."""
         with _schema_lock(destination):
             self.client = MlflowClient(destination)
             self.client._tracking_client.store  # noqa: B018 - creating the store migrates its schema
@@ -121,8 +123,12 @@ class MlflowWriter:
             for item in group:
                 if item.payload.get("run") and not (item.claims and self._written(item)):
                     self._run(experiment_id, item.payload)
-                elif not item.payload.get("run") and item.payload.get("assessments"):
-                    self._assess(item.payload["assessments"])
+                elif item.payload.get("assessments"):
+                    source = item.payload.get("source_key")
+                    run_id = self.run_ids.get(source) if source else None
+                    self._assess(
+                        item.payload["assessments"], run_id or item.payload.get("source_run_id")
+                    )
 
     def _trace_as_artifact(self, experiment_id: str, span_dicts: list[dict[str, Any]]) -> None:
         from mlflow.entities import Span, TraceData, TraceInfo, TraceLocation, TraceState
@@ -160,6 +166,7 @@ class MlflowWriter:
         )
         for run in found:
             if run.info.status != "RUNNING":
+                self.run_ids[key] = run.info.run_id
                 return True
             self.client.delete_run(run.info.run_id)
         return False
@@ -192,8 +199,9 @@ class MlflowWriter:
                 self.client.link_traces_to_run(linked[start : start + 100], run_id)
         if payload.get("dataset"):
             self._log_dataset(run_id, payload["dataset"])
-        self._assess(payload.get("assessments", []), run_id)
         self.client.set_terminated(run_id, status=record["status"], end_time=record["end_ms"])
+        if payload.get("key"):
+            self.run_ids[payload["key"]] = run_id
 
     def _log_dataset(self, run_id: str, dataset: dict[str, str]) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -261,6 +269,10 @@ def drain(
             by_destination[item.destination].append(item)
         for target, group in by_destination.items():
             ids = [item.id for item in group]
+            for item in group:  # assessments of a run another writer wrote
+                source = item.payload.get("source_key")
+                if source and "source_run_id" not in item.payload:
+                    item.payload["source_run_id"] = spool.run_id(source)
             try:
                 if target not in writers:
                     writers[target] = MlflowWriter(target)
@@ -268,6 +280,7 @@ def drain(
             except Exception as exc:
                 spool.release(ids, f"{type(exc).__name__}: {exc}")
                 raise
+            spool.note_runs(writers[target].run_ids)
             spool.done(ids)
             written += len(group)
     return written
