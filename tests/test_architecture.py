@@ -14,7 +14,7 @@ LAYERS = [
     {"_version", "config", "environment", "pricing"},
     {"llm", "tools"},
     {"engine"},
-    {"observability"},
+    {"observability", "prompts"},
     {"api", "batch", "reports"},
     {"evaluation"},
     {"deploy", "queue", "server"},

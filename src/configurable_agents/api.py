@@ -58,16 +58,27 @@ def prepare_workflow(
     env: Mapping[str, str] | None = None,
     trace: bool | None = None,
 ) -> PreparedWorkflow:
-    """Load (if given a path), check providers and tools, compile the graph, and attach the
-    observers the workflow's config asks for (see :func:`observers_for` for ``trace``).
+    """Load (if given a path), resolve the prompts it takes from MLflow's prompt registry, check
+    providers and tools, compile the graph, and attach the observers the workflow's config asks
+    for (see :func:`observers_for` for ``trace``).
 
     Raises:
         WorkflowValidationError: the workflow file is invalid.
-        SetupError: a provider's package or key, or a tool, is missing (nothing was called).
+        SetupError: a provider's package or key, or a tool, is missing, or a registry prompt
+            cannot be resolved (nothing was called).
         ValueError: ``llm`` names an unknown provider.
     """
     env = os.environ if env is None else env
-    prepared = prepare_engine(workflow_or_path, llm=llm, env=env)
+    workflow = load(workflow_or_path)
+    if any(node.prompt_ref is not None for node in workflow.config.nodes):
+        from .engine import SetupError
+        from .prompts import PromptResolutionError, resolve_prompts
+
+        try:
+            workflow = resolve_prompts(workflow, env=env)
+        except PromptResolutionError as exc:
+            raise SetupError(f"prompt {exc}") from None
+    prepared = prepare_engine(workflow, llm=llm, env=env)
     prepared.observers.extend(observers_for(prepared.workflow, env=env, trace=trace))
     return prepared
 

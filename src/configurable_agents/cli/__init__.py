@@ -24,7 +24,18 @@ import sys
 import click
 
 from .._version import __version__
-from . import batch, deploy, evaluate, observability, report, run, serve, validate, worker
+from . import (
+    batch,
+    deploy,
+    evaluate,
+    observability,
+    prompts,
+    report,
+    run,
+    serve,
+    validate,
+    worker,
+)
 
 __all__ = ["app", "main"]
 
@@ -51,6 +62,7 @@ for _command in (
     worker.worker,
     observability.observability,
     report.report,
+    prompts.prompts,
     deploy.deploy,
 ):
     app.add_command(_command)

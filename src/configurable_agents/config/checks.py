@@ -255,7 +255,8 @@ class _Checker:
                 message = f"input name {name!r} must be an identifier usable as {{{name}}}"
                 self.add(("nodes", index, "inputs", name), message, at_key=True)
             self._template(("nodes", index, "inputs", name), template, extra)
-        self._template(("nodes", index, "prompt"), node.prompt, {**extra, **local})
+        if node.prompt_text is not None:  # a registry prompt is checked once fetched (--resolve)
+            self._template(("nodes", index, "prompt"), node.prompt_text, {**extra, **local})
 
     def _template(self, loc: Loc, template: str, extra: dict[str, TypeExpr]) -> None:
         try:

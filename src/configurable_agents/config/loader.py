@@ -42,6 +42,8 @@ class Workflow:
         implicit_fields: Names of the implicitly declared fields, in the order they were found.
         source: The file it was loaded from, if any.
         warnings: Problems that do not make the workflow invalid.
+        prompt_versions: For each node whose prompt came from MLflow's prompt registry, the
+            version it uses (``name/3``), set when the references are resolved.
     """
 
     config: WorkflowConfig
@@ -49,6 +51,7 @@ class Workflow:
     implicit_fields: tuple[str, ...] = ()
     source: str | None = None
     warnings: list[Diagnostic] = field(default_factory=list)
+    prompt_versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

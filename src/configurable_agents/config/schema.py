@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from ._model import ConfigModel, by_shape
 from .evaluation import EvaluationConfig
+from .prompt_refs import PromptRef, parse_prompt_uri
 from .settings import Config, LLMConfig
 from .state import SchemaEntry, StateSchema, TypeName, check_schema_present
 from .types import TypeExpr, parse_type
@@ -143,7 +144,13 @@ class ToolRef(ConfigModel):
 if TYPE_CHECKING:  # what the unions below hold, for type checkers
     ToolEntry = str | ToolRef
     NodeTargets = str | list[str]
+    PromptEntry = str | PromptRef
 else:
+    PromptEntry = by_shape(
+        "expected a prompt template or a registry reference {name, version | alias}",
+        text=str,
+        mapping=PromptRef,
+    )
     ToolEntry = by_shape("expected a tool name or a tool mapping", text=str, mapping=ToolRef)
     NodeTargets = by_shape(
         "expected a node id or a list of node ids",
@@ -162,9 +169,11 @@ class Node(ConfigModel):
     description: str | None = None
     """What the node does."""
 
-    prompt: str
+    prompt: PromptEntry
     """Prompt template: `{field}`, `{state.field}`, `{state.obj.sub}` and `inputs` names are
-    replaced; `{{` and `}}` are literal braces."""
+    replaced; `{{` and `}}` are literal braces. Or a prompt of MLflow's prompt registry:
+    `prompts:/NAME/VERSION`, `prompts:/NAME@ALIAS`, or `{name: ..., version: ...}` /
+    `{name: ..., alias: ...}` (its `{{field}}` placeholders read the same state)."""
 
     inputs: dict[str, str] = {}
     """Local name -> template, usable as `{name}` in the prompt."""
@@ -199,6 +208,28 @@ class Node(ConfigModel):
                 "reserved_id", f"'{value}' is reserved for edges; choose another node id"
             )
         return _identifier(value, "a node id")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_uri(cls, value: str | PromptRef) -> str | PromptRef:
+        if isinstance(value, str):
+            try:
+                parse_prompt_uri(value)
+            except ValueError as exc:
+                raise PydanticCustomError("prompt_ref", "{e}", {"e": str(exc)}) from None
+        return value
+
+    @property
+    def prompt_ref(self) -> PromptRef | None:
+        """The registry prompt this node uses, if its prompt is a reference."""
+        if isinstance(self.prompt, PromptRef):
+            return self.prompt
+        return parse_prompt_uri(self.prompt)
+
+    @property
+    def prompt_text(self) -> str | None:
+        """The inline prompt template, or None when it is a registry reference."""
+        return None if self.prompt_ref is not None else str(self.prompt)
 
     @property
     def tool_refs(self) -> list[ToolRef]:

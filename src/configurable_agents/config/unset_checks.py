@@ -91,7 +91,8 @@ def _reads(index: int, node: Node, fan_out: bool) -> Iterator[tuple[Loc, str, Pl
     templates: list[tuple[Loc, str, set[str]]] = [
         (("nodes", index, "inputs", name), text, set()) for name, text in node.inputs.items()
     ]
-    templates.append((("nodes", index, "prompt"), node.prompt, set(node.inputs)))
+    if node.prompt_text is not None:  # a registry prompt is checked once fetched (--resolve)
+        templates.append((("nodes", index, "prompt"), node.prompt_text, set(node.inputs)))
     for loc, template, local in templates:
         try:
             parts = parse_template(template)

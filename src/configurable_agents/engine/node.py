@@ -62,7 +62,7 @@ def render_prompt(plan: NodePlan, state: dict[str, Any], item: Any, item_index: 
     values = _values(state, item, item_index)
     for name, template in plan.node.inputs.items():
         values[name] = render_template(template, _values(state, item, item_index))
-    return render_template(plan.node.prompt, values)
+    return render_template(str(plan.node.prompt), values)  # references are resolved by now
 
 
 async def execute_node(

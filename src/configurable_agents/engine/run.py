@@ -56,6 +56,12 @@ def _plans(
     plans: dict[str, NodePlan] = {}
     problems: dict[str, list[str]] = {}  # problem -> nodes it affects
     for node in workflow.config.nodes:
+        if node.prompt_ref is not None:
+            problem = (
+                "the prompt is a registry reference: prepare the workflow with "
+                "configurable_agents.prepare_workflow, which resolves it"
+            )
+            problems.setdefault(problem, []).append(node.id)
         settings = resolve_llm(config.llm, node, override)
         try:
             check_provider(settings, env)

@@ -10,6 +10,7 @@ __all__ = [
     "ARTIFACT_COST_SUMMARY",
     "METRIC_TOTAL_COST",
     "METRIC_TOTAL_TOKENS",
+    "PROMPTS_ATTRIBUTE",
     "RUN_TAG_RUN_ID",
     "RUN_TAG_STATUS",
     "RUN_TAG_TRACE",
@@ -53,6 +54,8 @@ SPAN_TOTAL_COST = "workflow.total_cost_usd"
 """Root span: the run's cost."""
 SPAN_NODE_COST = "node.cost_usd"
 """Node span: the execution's cost (absent when unpriced)."""
+PROMPTS_ATTRIBUTE = "workflow.prompts"
+"""Root span: the registry prompt versions the run used (``name/3``), linked to the trace."""
 TRACE_COST = "mlflow.trace.cost"
 TRACE_TOKENS = "mlflow.trace.tokenUsage"
 

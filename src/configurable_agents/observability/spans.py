@@ -34,6 +34,7 @@ from ..engine.records import (
 )
 from ..pricing import Price
 from . import layout
+from .layout import PROMPTS_ATTRIBUTE
 
 __all__ = ["TraceSpans", "build_trace"]
 
@@ -160,6 +161,8 @@ def build_trace(
         "session.id": result.tags.get("session_id"),
     }
     root_attributes.update({f"mlflow.traceTag.{k}": str(v) for k, v in tags.items()})
+    if workflow.prompt_versions:
+        root_attributes[PROMPTS_ATTRIBUTE] = sorted(set(workflow.prompt_versions.values()))
     root = builder.add(
         f"workflow_{flow.name}",
         "CHAIN",
@@ -170,12 +173,13 @@ def build_trace(
         result.error if result.status.value != "success" else None,
     )
     for record in result.records:
-        _node_spans(builder, record, root)
+        _node_spans(builder, record, root, workflow.prompt_versions.get(record.node_id))
     return builder.trace_id, builder.spans
 
 
-def _node_spans(builder: _Builder, record: NodeRecord, root: str) -> None:
+def _node_spans(builder: _Builder, record: NodeRecord, root: str, prompt: str | None) -> None:
     attributes = {
+        **_prompt_attributes(prompt),
         "mlflow.spanInputs": builder.prompts({"prompt": record.prompt}),
         "mlflow.spanOutputs": record.output,
         "node.id": record.node_id,
@@ -195,14 +199,25 @@ def _node_spans(builder: _Builder, record: NodeRecord, root: str) -> None:
         record.error,
     )
     for call in record.calls:
-        _call_span(builder, record, call, node)
+        _call_span(builder, record, call, node, prompt)
     for tool in record.tool_calls:
         _tool_span(builder, tool, node)
 
 
-def _call_span(builder: _Builder, record: NodeRecord, call: ModelCallRecord, parent: str) -> None:
+def _prompt_attributes(prompt: str | None) -> dict[str, Any]:
+    """``prompt.name`` and ``prompt.version`` of a registry prompt (``name/3``), if any."""
+    if prompt is None:
+        return {}
+    name, _, version = prompt.rpartition("/")
+    return {"prompt.name": name, "prompt.version": int(version)}
+
+
+def _call_span(
+    builder: _Builder, record: NodeRecord, call: ModelCallRecord, parent: str, prompt: str | None
+) -> None:
     usage = call.usage
     attributes = {
+        **_prompt_attributes(prompt),
         "mlflow.spanInputs": builder.prompts(
             {"messages": [{"role": "user", "content": record.prompt}]}
         ),

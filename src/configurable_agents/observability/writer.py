@@ -20,7 +20,14 @@ from typing import Any
 
 from .spool import Spool, SpoolItem, WriterLock
 
-__all__ = ["BATCH_SIZE", "RECORD_KEY_TAG", "BackgroundWriter", "MlflowWriter", "drain"]
+__all__ = [
+    "BATCH_SIZE",
+    "RECORD_KEY_TAG",
+    "BackgroundWriter",
+    "MlflowWriter",
+    "drain",
+    "prepare_environment",
+]
 
 BATCH_SIZE = 200
 """Most spooled runs written in one batch."""
@@ -32,7 +39,8 @@ SOURCE_RUN_KEY = "mlflow.assessment.sourceRunId"
 """Assessment metadata naming the evaluation run that made it (MLflow's own key)."""
 
 
-def _prepare_environment(destination: str) -> None:
+def prepare_environment(destination: str) -> None:
+    """Settings MLflow needs to talk to ``destination`` without minutes of retries."""
     if destination.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # pre-3.9 configs use mlruns
     if destination.startswith(("http:", "https:")):
@@ -70,12 +78,13 @@ class MlflowWriter:
     """Writes spooled runs to one tracking URI."""
 
     def __init__(self, destination: str) -> None:
-        _prepare_environment(destination)
+        prepare_environment(destination)
         from mlflow.tracking import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
 
         self.destination = destination
+        self._prompt_versions: dict[str, Any] = {}
         self.run_ids: dict[str, str] = {}
         """The MLflow run id of each record key this writer wrote (or found written)."""
         with _schema_lock(destination):
@@ -121,6 +130,8 @@ class MlflowWriter:
                     if item.payload["spans"]:  # a batch's parent run has no trace of its own
                         self._trace_as_artifact(experiment_id, item.payload["spans"])
             for item in group:
+                self._link_prompts(item.payload)
+            for item in group:
                 if item.payload.get("run") and not (item.claims and self._written(item)):
                     self._run(experiment_id, item.payload)
                 elif item.payload.get("assessments"):
@@ -153,6 +164,30 @@ class MlflowWriter:
         )
         client = TracingClient(self.destination)
         client._upload_trace_data(client.start_trace(info), TraceData(spans=spans))
+
+    def _link_prompts(self, payload: dict[str, Any]) -> None:
+        """Link a trace to the registry prompt versions its run used (the Prompts page of the
+        MLflow UI lists the traces of each version)."""
+        from mlflow.exceptions import MlflowException
+
+        from .layout import PROMPTS_ATTRIBUTE
+
+        root = next((s for s in payload["spans"] if not s.get("parent_span_id")), None)
+        used = (root or {}).get("attributes", {}).get(PROMPTS_ATTRIBUTE)
+        if not used:
+            return
+        if isinstance(used, str):  # attributes are stored JSON-encoded
+            used = json.loads(used)
+        versions = []
+        for reference in used:
+            if reference not in self._prompt_versions:
+                name, _, version = reference.rpartition("/")
+                self._prompt_versions[reference] = self.client.get_prompt_version(name, version)
+            versions.append(self._prompt_versions[reference])
+        store = self.client._tracking_client.store  # the client's own call links in the
+        # default tracking store (MLflow 3.17), not this writer's
+        with contextlib.suppress(MlflowException, NotImplementedError):  # the spans keep them
+            store.link_prompts_to_trace(payload["trace_id"], versions)
 
     def _written(self, item: SpoolItem) -> bool:
         """Whether an earlier claim of ``item`` finished writing its MLflow run; a run it left
