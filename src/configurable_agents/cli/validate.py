@@ -33,14 +33,27 @@ __all__ = ["graph", "schema", "validate"]
     help="text, or json for tools.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="Also list state fields and nodes.")
-def validate(files: tuple[Path, ...], output_format: str, verbose: bool) -> None:
-    """Check workflow FILES and report every problem, located. Exit 1 if any is invalid."""
+@click.option(
+    "--resolve",
+    is_flag=True,
+    help="Also fetch every registry prompt the files reference and check it.",
+)
+def validate(files: tuple[Path, ...], output_format: str, verbose: bool, resolve: bool) -> None:
+    """Check workflow FILES and report every problem, located. Exit 1 if any is invalid.
+
+    Offline, a registry prompt (prompts:/NAME/VERSION, prompts:/NAME@ALIAS) is checked for its
+    form only; --resolve fetches each from the workflow's MLflow store and checks its text.
+    """
     from ..config import validate_workflow
 
     results = []
     invalid = False
     for path in files:
         workflow, diagnostics = validate_workflow(path)
+        if resolve and workflow is not None:
+            problems = _resolve(workflow)
+            diagnostics = [*diagnostics, *problems]
+            workflow = None if problems else workflow
         invalid |= workflow is None
         results.append((str(path), workflow, diagnostics))
     if output_format == "json":
@@ -58,6 +71,32 @@ def validate(files: tuple[Path, ...], output_format: str, verbose: bool) -> None
         for name, workflow, diagnostics in results:
             _print_result(name, workflow, diagnostics, verbose)
     sys.exit(1 if invalid else 0)
+
+
+def _resolve(workflow: Workflow) -> list[Diagnostic]:
+    """Fetch the workflow's registry prompts and check them: a located error per problem.
+
+    Args:
+        workflow: A valid workflow.
+
+    Returns:
+        The problems (none when every reference resolves and fits the state).
+    """
+    from ..config.diagnostics import Diagnostic, format_path
+    from ..config.source import read_source
+    from ..prompts import PromptResolutionError, resolve_prompts
+
+    try:
+        resolve_prompts(workflow)
+    except PromptResolutionError as exc:
+        document = read_source(workflow.source) if workflow.source else None
+        found = []
+        for loc, message in exc.problems:
+            line, column = (document.locate(loc) if document else None) or (None, None)
+            found.append(Diagnostic(message, path=format_path(loc), file=workflow.source or "",
+                                    line=line, column=column, code="prompt"))  # fmt: skip
+        return found
+    return []
 
 
 def _print_result(

@@ -14,18 +14,28 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..config.diagnostics import Diagnostic, format_path
 from ..config.loader import Workflow, validate_workflow
 from ..config.prompt_refs import PromptRef, from_mlflow_template
 from .cache import CachedPrompt, PromptCache
 
-__all__ = ["PromptResolutionError", "fetch", "resolve_prompts", "store_of"]
+__all__ = ["FetchError", "PromptResolutionError", "fetch", "resolve_prompts", "store_of"]
 
 _log = logging.getLogger(__name__)
 _warned: set[str] = set()
 
 
 class PromptResolutionError(Exception):
-    """A referenced prompt cannot be resolved (and is not cached), or does not fit the state."""
+    """A referenced prompt cannot be resolved (and is not cached), or does not fit the state.
+
+    Attributes:
+        problems: ``(config path, message)`` of each problem, e.g. ``(("nodes", 0, "prompt"),
+            "prompts:/reply@production: no such alias")``.
+    """
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(f"{format_path(loc)}: {message}" for loc, message in problems))
+        self.problems = problems
 
 
 def store_of(workflow: Workflow, env: Mapping[str, str] | None = None) -> str:
@@ -37,11 +47,15 @@ def store_of(workflow: Workflow, env: Mapping[str, str] | None = None) -> str:
     )
 
 
+class FetchError(Exception):
+    """A prompt version cannot be fetched from the registry."""
+
+
 def fetch(store: str, ref: PromptRef) -> CachedPrompt:
     """Fetch a referenced prompt version from the registry of ``store``.
 
     Raises:
-        PromptResolutionError: no such prompt, version or alias, or the store does not answer.
+        FetchError: no such prompt, version or alias, or the store does not answer.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -51,7 +65,7 @@ def fetch(store: str, ref: PromptRef) -> CachedPrompt:
 
     prepare_environment(store)
     if not probe(store):
-        raise PromptResolutionError(f"{ref.uri}: the MLflow store {store} does not answer")
+        raise FetchError(f"{ref.uri}: the MLflow store {store} does not answer")
     client = MlflowClient(store)
     try:
         if ref.version is not None:
@@ -60,12 +74,12 @@ def fetch(store: str, ref: PromptRef) -> CachedPrompt:
             found = client.get_prompt_version_by_alias(ref.name, str(ref.alias))
     except MlflowException as exc:
         message = str(exc.message).splitlines()[0]
-        raise PromptResolutionError(f"{ref.uri}: {message}") from None
+        raise FetchError(f"{ref.uri}: {message}") from None
     if found is None:
-        raise PromptResolutionError(f"{ref.uri}: no such prompt version in {store}")
+        raise FetchError(f"{ref.uri}: no such prompt version in {store}")
     template = found.template
     if not isinstance(template, str):
-        raise PromptResolutionError(f"{ref.uri}: a chat prompt (a list of messages) cannot be "
+        raise FetchError(f"{ref.uri}: a chat prompt (a list of messages) cannot be "
                                     "a node's prompt; register it as text")  # fmt: skip
     return CachedPrompt(ref.name, int(found.version), template, time.time())
 
@@ -76,7 +90,7 @@ def _resolved(store: str, ref: PromptRef, cache: PromptCache) -> CachedPrompt:
         return cached
     try:
         found = fetch(store, ref)
-    except PromptResolutionError as exc:
+    except FetchError as exc:
         if cached is None:
             raise
         if ref.uri not in _warned:
@@ -110,30 +124,50 @@ def resolve_prompts(
     cache = cache or PromptCache()
     texts: dict[str, str] = {}
     versions: dict[str, str] = {}
+    index = {node.id: i for i, node in enumerate(workflow.config.nodes)}
+    failed: list[tuple[tuple[str | int, ...], str]] = []
     for node_id, ref in refs.items():
         assert ref is not None
-        found = _resolved(store, ref, cache)
+        try:
+            found = _resolved(store, ref, cache)
+        except FetchError as exc:
+            failed.append((("nodes", index[node_id], "prompt"), str(exc)))
+            continue
         texts[node_id] = from_mlflow_template(found.template)
         versions[node_id] = f"{found.name}/{found.version}"
+    if failed:
+        raise PromptResolutionError(failed)
     data: dict[str, Any] = workflow.config.model_dump(by_alias=True, exclude_unset=True)
     for node in data["nodes"]:
         if node["id"] in texts:
             node["prompt"] = texts[node["id"]]
     resolved, diagnostics = validate_workflow(data)
     if resolved is None:
-        uris = {f"nodes[{i}].prompt": refs[n["id"]].uri
-                for i, n in enumerate(data["nodes"]) if n["id"] in refs}  # fmt: skip
-        problems = []
-        for found_problem in diagnostics:
-            if found_problem.severity != "error":
-                continue
-            where = found_problem.path
-            where += f" ({uris[where]})" if where in uris else ""
-            hint = found_problem.suggestion
-            problems.append(f"{where}: {found_problem.message}"
-                            + (f" (did you mean {hint!r}?)" if hint else ""))  # fmt: skip
-        raise PromptResolutionError("; ".join(problems))
+        uris = {i: refs[n["id"]].uri for i, n in enumerate(data["nodes"]) if n["id"] in refs}
+        raise PromptResolutionError(
+            [_problem(d, uris) for d in diagnostics if d.severity == "error"]
+        )
     resolved.source = workflow.source
     resolved.warnings = workflow.warnings
     resolved.prompt_versions = versions
     return resolved
+
+
+def _problem(found: Diagnostic, uris: dict[int, str]) -> tuple[tuple[str | int, ...], str]:
+    """A problem of the resolved workflow, at its config path, naming the prompt it is in."""
+    loc = _loc(found.path)
+    hint = f" (did you mean {found.suggestion!r}?)" if found.suggestion else ""
+    in_prompt = loc[:1] == ("nodes",) and loc[2:3] == ("prompt",) and loc[1] in uris
+    where = f"{uris[loc[1]]}: " if in_prompt and isinstance(loc[1], int) else ""
+    return loc, f"{where}{found.message}{hint}"
+
+
+def _loc(path: str) -> tuple[str | int, ...]:
+    """``nodes[0].prompt`` as ``("nodes", 0, "prompt")``."""
+    parts: list[str | int] = []
+    for piece in path.replace("]", "").split("."):
+        name, *indexes = piece.split("[")
+        if name:
+            parts.append(name)
+        parts += [int(i) for i in indexes]
+    return tuple(parts)
