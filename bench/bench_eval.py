@@ -23,9 +23,9 @@ batch alternate (ABBA over the pairs) so that drift hits both. Modes:
 - ``cli``: ``configurable-agents eval FILE --dataset D -c N -o results.jsonl`` against
   ``configurable-agents batch FILE --inputs I -c N -o results.jsonl``, the console entry point run
   in a child process with ``CONFIGURABLE_AGENTS_WRITER_IDLE=1``. The wall time is the whole
-  command; ``flush`` is the command's own final wait (``flush_recording``: eval gives it 60 s,
-  batch 10 s), ``look-up`` eval's reading of its evaluation run's id from the store after it
-  (``_name_the_run``, when present), ``shutdown`` the interpreter's exit after the command is
+  command; ``flush`` is the command's own final wait (eval's ``_wait_for_the_run``: for its
+  evaluation run, which comes after the traces, not for the assessments after it, up to 60 s;
+  batch's ``flush_recording``, 10 s), ``shutdown`` the interpreter's exit after the command is
   done, its ``exit wait`` (``flush_all``, up to 10 s) included, all timed in the child (by
   wrapping those functions); ``store complete`` is how long after exit the store took to hold
   everything.
@@ -108,8 +108,8 @@ evaluation:
     - {{name: no_math, type: tool_called, tool: calculator, min_calls: 0, max_calls: 0}}
 """
 
-# The console entry point, with the rows (run_batch), the final flush, eval's look-up of its run
-# id after it, the exit wait and the moment the command is done (before the interpreter's
+# The console entry point, with the rows (run_batch), the final flush (eval: the wait for its
+# evaluation run), the exit wait and the moment the command is done (before the interpreter's
 # shutdown) printed on stderr.
 # argv: the command's arguments.
 CLI = r"""
@@ -138,12 +138,11 @@ async def timed_rows(*args, **kwargs):  # eval and batch both run their rows wit
         sys.stderr.write(f"\nBENCH rows={time.perf_counter() - started:.4f}\n")
 
 rows.run_batch = timed_rows
-evaluate.flush_recording = timed(evaluate.flush_recording, "flush")
+evaluate._wait_for_the_run = timed(evaluate._wait_for_the_run, "flush")
 batch.flush_recording = timed(batch.flush_recording, "flush")
-if hasattr(evaluate, "_name_the_run"):  # eval then reads the new run's id from the store
-    evaluate._name_the_run = timed(evaluate._name_the_run, "lookup")
 atexit.unregister(recorder.flush_all)
-atexit.register(timed(recorder.flush_all, "exit"))
+recorder.flush_all = timed(recorder.flush_all, "exit")  # what `no_exit_wait` unregisters
+atexit.register(recorder.flush_all)
 sys.argv = ["configurable-agents", *sys.argv[1:]]
 try:
     main()
@@ -160,7 +159,6 @@ class Sample:
     cpu: float = 0.0  # CPU seconds of the command's own process (not its writer's)
     flush: float = 0.0  # the command's final wait for its writer (traced)
     exit: float = 0.0  # the interpreter's exit wait (CLI, traced)
-    lookup: float = 0.0  # eval's look-up of its evaluation run's id in the store (CLI, traced)
     shutdown: float = 0.0  # from the command's end to the process's, the exit wait included
     rows: float = 0.0  # running (and scoring) the rows: run_batch (CLI)
     left: float = 0.0  # after the command returned or exited, until the store held everything
@@ -293,7 +291,7 @@ def _cli(kind: str, folder: Path, rows: int, concurrency: int, traced: bool) -> 
     if done.returncode != 0:
         raise SystemExit(f"{kind} exited {done.returncode}:\n{done.stderr[-2000:]}")
     waits = dict(re.findall(r"^BENCH (\w+)=([\d.]+)$", done.stderr, re.MULTILINE))
-    sample = Sample(wall, cpu, *(float(waits.get(k, 0)) for k in ("flush", "exit", "lookup")))
+    sample = Sample(wall, cpu, *(float(waits.get(k, 0)) for k in ("flush", "exit")))
     sample.shutdown = ended - float(waits["done"])
     sample.rows = float(waits["rows"])
     if traced:
@@ -343,15 +341,14 @@ def _report(mode: str, samples: dict[str, list[Sample]], traced: bool) -> bool:
         for kind, got in samples.items():
             parts = [f"flush {_median(got, 'flush'):6.2f} s"]
             if mode.startswith("cli"):
-                parts += [f"run-id look-up {_median(got, 'lookup'):5.2f} s",
-                          f"shutdown {_median(got, 'shutdown'):5.2f} s "
+                parts += [f"shutdown {_median(got, 'shutdown'):5.2f} s "
                           f"(exit wait {_median(got, 'exit'):5.2f} s)",
                           f"store complete {_median(got, 'left'):5.2f} s after exit"]  # fmt: skip
             wall = _median(got, "wall")
             if mode.startswith("api"):
                 parts.append(f"call + flush {wall + _median(got, 'flush'):6.2f} s")
             else:
-                waited = statistics.median(x.rows + x.flush + x.lookup + x.shutdown for x in got)
+                waited = statistics.median(x.rows + x.flush + x.shutdown for x in got)
                 parts[:0] = [f"rows {_median(got, 'rows'):5.2f} s"]
                 parts.append(f"the rest (start-up, set-up, summary) {wall - waited:5.2f} s")
             print(f"{'':22}   {kind:5}: " + ", ".join(parts) + f"; store: {got[0].stored}")
@@ -359,12 +356,11 @@ def _report(mode: str, samples: dict[str, list[Sample]], traced: bool) -> bool:
             whole = [(x.wall + x.flush) / (y.wall + y.flush) for x, y in zip(ev, ba, strict=True)]
             print(f"{'':22}   call + flush ratio: {statistics.median(whole):.2f}x")
         else:
-            bare = [(x.wall - x.flush - x.lookup - x.shutdown)
-                    / (y.wall - y.flush - y.lookup - y.shutdown)
+            bare = [(x.wall - x.flush - x.shutdown) / (y.wall - y.flush - y.shutdown)
                     for x, y in zip(ev, ba, strict=True)]  # fmt: skip
             rows = statistics.median(x.rows / y.rows for x, y in zip(ev, ba, strict=True))
             print(f"{'':22}   ratio of the rows alone (run_batch): {rows:.2f}x")
-            print(f"{'':22}   ratio without the flush, look-up and shutdown: "
+            print(f"{'':22}   ratio without the flush and shutdown: "
                   f"{statistics.median(bare):.2f}x")  # fmt: skip
     return ok
 

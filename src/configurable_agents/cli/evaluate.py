@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..reports.query import PERIODS
-from .common import FILE, fail_input, parse_tags, recorder_of, runnable
+from .common import FILE, fail_input, no_exit_wait, parse_tags, recorder_of, runnable
 
 if TYPE_CHECKING:
     from ..evaluation import EvaluationResult, Scoring
@@ -143,6 +143,8 @@ def _wait_for_the_run(recorder: Recorder, result: EvaluationResult, *, everythin
         "it); the background writer attaches the assessments to the traces",
         err=True,
     )
+    if not everything:
+        no_exit_wait()  # the spool is durable and the writer outlives this process
 
 
 def _score_recorded(

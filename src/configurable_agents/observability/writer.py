@@ -13,11 +13,19 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .models import (
+    EVALUATION_RUN,
+    FILE_KEY,
+    MODEL_ID_METADATA,
+    VERSION_KEY,
+    VersionModels,
+    link_traces,
+)
 from .spool import Spool, SpoolItem, WriterLock
 
 __all__ = [
@@ -77,8 +85,12 @@ def _schema_lock(destination: str) -> Iterator[None]:
 class MlflowWriter:
     """Writes spooled runs to one tracking URI."""
 
-    def __init__(self, destination: str) -> None:
+    def __init__(self, destination: str, on_run: Callable[[str, str], None] | None = None) -> None:
+        """Open ``destination``; ``on_run(key, run_id)`` is told of each run as it is written
+        (the spool notes it at once, so a command waiting for its run need not wait for the
+        records written after it in the same batch)."""
         prepare_environment(destination)
+        self.on_run = on_run
         from mlflow.tracking import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
@@ -91,6 +103,8 @@ class MlflowWriter:
             self.client = MlflowClient(destination)
             self.client._tracking_client.store  # noqa: B018 - creating the store migrates its schema
         self._experiments: dict[str, str] = {}
+        self.models = VersionModels(self.client, destination)
+        """The model of each workflow version the written traces and runs are linked to."""
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created if missing."""
@@ -122,18 +136,22 @@ class MlflowWriter:
         store = self.client._tracking_client.store
         for name, group in by_experiment.items():
             experiment_id = self.experiment_id(name)
+            models = {item.id: self._model_of(experiment_id, item.payload) for item in group}
             spans = [Span.from_dict(span) for item in group for span in item.payload["spans"]]
-            try:
+            traced = [item for item in group if item.payload["spans"]]  # a batch's parent run
+            try:  # has no trace of its own
                 store.log_spans(experiment_id, spans)
             except NotImplementedError:  # file stores keep traces as artifacts
-                for item in group:
-                    if item.payload["spans"]:  # a batch's parent run has no trace of its own
-                        self._trace_as_artifact(experiment_id, item.payload["spans"])
+                for item in traced:
+                    self._trace_as_artifact(experiment_id, item.payload["spans"], models[item.id])
+            else:
+                link_traces(store, {item.payload["trace_id"]: model for item in traced
+                                    if (model := models[item.id])})  # fmt: skip
             for item in group:
                 self._link_prompts(item.payload)
             for item in group:
                 if item.payload.get("run") and not (item.claims and self._written(item)):
-                    self._run(experiment_id, item.payload)
+                    self._run(experiment_id, item.payload, models[item.id])
                 elif item.payload.get("assessments"):
                     source = item.payload.get("source_key")
                     run_id = self.run_ids.get(source) if source else None
@@ -141,7 +159,17 @@ class MlflowWriter:
                         item.payload["assessments"], run_id or item.payload.get("source_run_id")
                     )
 
-    def _trace_as_artifact(self, experiment_id: str, span_dicts: list[dict[str, Any]]) -> None:
+    def _model_of(self, experiment_id: str, payload: dict[str, Any]) -> str | None:
+        """The model of the workflow version a spooled trace or run belongs to, if it names one
+        (see :mod:`.models`)."""
+        version = payload.get(VERSION_KEY)
+        if version is None:
+            return None
+        return self.models.model_id(experiment_id, version, payload.get(FILE_KEY))
+
+    def _trace_as_artifact(
+        self, experiment_id: str, span_dicts: list[dict[str, Any]], model_id: str | None
+    ) -> None:
         from mlflow.entities import Span, TraceData, TraceInfo, TraceLocation, TraceState
         from mlflow.tracing.client import TracingClient
 
@@ -161,6 +189,7 @@ class MlflowWriter:
             execution_duration=((root.end_time_ns or root.start_time_ns) - root.start_time_ns)
             // 1_000_000,
             tags=tags,
+            trace_metadata={MODEL_ID_METADATA: model_id} if model_id else {},
         )
         client = TracingClient(self.destination)
         client._upload_trace_data(client.start_trace(info), TraceData(spans=spans))
@@ -202,15 +231,26 @@ class MlflowWriter:
         for run in found:
             if run.info.status != "RUNNING":
                 self.run_ids[key] = run.info.run_id
+                if self.on_run is not None:
+                    self.on_run(key, run.info.run_id)
                 return True
             self.client.delete_run(run.info.run_id)
         return False
 
-    def _run(self, experiment_id: str, payload: dict[str, Any]) -> None:
+    def _run(self, experiment_id: str, payload: dict[str, Any], model_id: str | None) -> None:
+        """Write a run record as an MLflow run; with ``model_id``, the run is an input of its
+        workflow version's model, and an evaluation run's metrics are also the model's."""
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.exceptions import MlflowException
 
         record = payload["run"]
+        dataset = payload.get("dataset") or {}
+        evaluation = record["tags"].get(EVALUATION_RUN[0]) == EVALUATION_RUN[1]
+        of_model = {
+            "model_id": model_id,
+            "dataset_name": dataset.get("name"),
+            "dataset_digest": dataset.get("digest"),
+        } if model_id and evaluation else {}  # fmt: skip
         tags = {k: str(v) for k, v in record["tags"].items()}
         if payload.get("key"):
             tags[RECORD_KEY_TAG] = payload["key"]
@@ -221,7 +261,8 @@ class MlflowWriter:
         self.client.log_batch(
             run_id,
             metrics=[
-                Metric(k, float(v), record["end_ms"], 0) for k, v in record["metrics"].items()
+                Metric(k, float(v), record["end_ms"], 0, **of_model)
+                for k, v in record["metrics"].items()
             ],
             params=[Param(k, str(v)[:6000]) for k, v in record["params"].items()],
             tags=[RunTag("mlflow.trace_id", payload["trace_id"])] if payload["trace_id"] else [],
@@ -232,22 +273,29 @@ class MlflowWriter:
         for start in range(0, len(linked), 100):  # MLflow links at most 100 per call
             with contextlib.suppress(MlflowException):  # file stores cannot link; tags still do
                 self.client.link_traces_to_run(linked[start : start + 100], run_id)
-        if payload.get("dataset"):
-            self._log_dataset(run_id, payload["dataset"])
+        if dataset or model_id:
+            self._log_inputs(run_id, dataset, model_id)
         self.client.set_terminated(run_id, status=record["status"], end_time=record["end_ms"])
         if payload.get("key"):
             self.run_ids[payload["key"]] = run_id
+            if self.on_run is not None:
+                self.on_run(payload["key"], run_id)
 
-    def _log_dataset(self, run_id: str, dataset: dict[str, str]) -> None:
-        from mlflow.entities import Dataset, DatasetInput, InputTag
+    def _log_inputs(self, run_id: str, dataset: dict[str, str], model_id: str | None) -> None:
+        """The run's dataset (if any) and workflow version's model (if any) as its inputs."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput
 
-        entity = Dataset(
-            name=dataset["name"], digest=dataset["digest"], source_type="local",
-            source=json.dumps({"uri": dataset["source"]}),
-            schema=dataset.get("schema"), profile=dataset.get("profile"),
-        )  # fmt: skip
-        context = InputTag(key="mlflow.data.context", value="evaluation")
-        self.client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[context])])
+        datasets = []
+        if dataset:
+            entity = Dataset(
+                name=dataset["name"], digest=dataset["digest"], source_type="local",
+                source=json.dumps({"uri": dataset["source"]}),
+                schema=dataset.get("schema"), profile=dataset.get("profile"),
+            )  # fmt: skip
+            context = InputTag(key="mlflow.data.context", value="evaluation")
+            datasets.append(DatasetInput(entity, tags=[context]))
+        models = [LoggedModelInput(model_id)] if model_id else None
+        self.client.log_inputs(run_id, datasets=datasets or None, models=models)
 
     def _assess(self, assessments: list[dict[str, Any]], run_id: str | None = None) -> None:
         """Attach assessments to their (already written) traces; with ``run_id``, name that
@@ -310,12 +358,13 @@ def drain(
                     item.payload["source_run_id"] = spool.run_id(source)
             try:
                 if target not in writers:
-                    writers[target] = MlflowWriter(target)
+                    writers[target] = MlflowWriter(
+                        target, on_run=lambda key, run_id: spool.note_runs({key: run_id})
+                    )
                 writers[target].write(group)
             except Exception as exc:
                 spool.release(ids, f"{type(exc).__name__}: {exc}")
                 raise
-            spool.note_runs(writers[target].run_ids)
             spool.done(ids)
             written += len(group)
     return written
