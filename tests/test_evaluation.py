@@ -370,11 +370,11 @@ def test_eval_against_a_real_mlflow_server(shop: Shop, tmp_path: Path) -> None:
     with _mlflow_server(_free_port(), tmp_path / "server") as uri:
         shop.uri = uri
         shop.write(pass_if="right_severity >= 0.5")
-        outcome = _eval(str(shop.file), "-o", "results.jsonl")
+        outcome = _eval(str(shop.file), "-o", "results.jsonl", "--wait")
         assert outcome.exit_code == 0, outcome.output
+        assert "The assessments are attached to the traces" in outcome.output
         lines = _lines(shop.folder / "results.jsonl")
-        assert flush_all(60)
-        client = _client(uri)
+        client = _client(uri)  # --wait: written before eval exited, no flush here
         for line in lines:
             trace = client.get_trace(line["trace_id"])
             values = {a.name: a.value for a in trace.info.assessments if a.feedback is not None}

@@ -50,6 +50,11 @@ __all__ = ["evaluate"]
     help="Label the runs and the evaluation run (with --traces: only traces with it).",
 )
 @click.option("--trace", is_flag=True, help="Record in MLflow (whatever the file says).")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Also wait for the assessments to be written (a CI runner that goes away).",
+)
 @click.option("--traces", is_flag=True, help="Score runs already recorded instead of running.")
 @click.option(
     "--period",
@@ -71,6 +76,7 @@ def evaluate(
     max_cost_usd: float | None,
     tags: tuple[str, ...],
     trace: bool,
+    wait: bool,
     traces: bool,
     period: str | None,
     limit: int,
@@ -113,7 +119,7 @@ def evaluate(
 
     show_evaluation(result)
     if recorder is not None and result.record_key is not None:
-        _wait_for_the_run(recorder, result, everything=traces)
+        _wait_for_the_run(recorder, result, everything=traces or wait)
     elif recorder is None:
         click.echo("tracing is off: the scores are not recorded in MLflow (--trace, or "
                    "observability.mlflow.enabled, records them)", err=True)  # fmt: skip
@@ -121,30 +127,33 @@ def evaluate(
 
 
 def _wait_for_the_run(recorder: Recorder, result: EvaluationResult, *, everything: bool) -> None:
-    """Wait for the evaluation run to be written (the traces before it are), and say its id;
-    its assessments follow in the background writer, which outlives this command, unless
-    ``everything`` (scoring recorded traces waits for its assessments: the next call skips the
-    traces they score)."""
+    """Wait for the evaluation run to be written (the traces before it are) and say its id.
+
+    Its assessments follow in the background writer, which outlives this command, unless
+    ``everything`` (``--wait``, and scoring recorded traces, whose next call skips the traces
+    they score): then the assessments are waited for too, within the same timeout.
+    """
     from ..observability.recorder import FLUSH_TIMEOUT_ENV
 
     assert result.record_key is not None
     timeout = float(os.environ.get(FLUSH_TIMEOUT_ENV, "60"))
     deadline = time.monotonic() + timeout
     run_id = recorder.flush_run(result.record_key, timeout)
-    if everything and run_id is not None:
-        recorder.flush(max(0.0, deadline - time.monotonic()))
     where = recorder.destination
     if run_id is None:
         click.echo(f"The evaluation run is spooled for {where}; `configurable-agents "
                    "observability flush` writes it", err=True)  # fmt: skip
         return
-    click.echo(
-        f"Evaluation run {run_id} written to {where} (--baseline {run_id} compares with "
-        "it); the background writer attaches the assessments to the traces",
-        err=True,
-    )
+    click.echo(f"Evaluation run {run_id} written to {where} (--baseline {run_id} compares "
+               "with it)", err=True)  # fmt: skip
     if not everything:
+        click.echo("The background writer attaches the assessments to the traces", err=True)
         no_exit_wait()  # the spool is durable and the writer outlives this process
+    elif recorder.flush(max(0.0, deadline - time.monotonic())):
+        click.echo("The assessments are attached to the traces", err=True)
+    else:
+        click.echo("Some assessments are still spooled; `configurable-agents observability "
+                   "flush` writes them", err=True)  # fmt: skip
 
 
 def _score_recorded(
