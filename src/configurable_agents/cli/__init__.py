@@ -8,6 +8,7 @@ Exit codes (each command's help lists its own):
 - ``batch``: 0 every row succeeded, 1 some failed, 2 bad input, 3 budget reached, 130 interrupted.
 - ``eval``: 0 `pass_if` holds (without one: every row ran and succeeded), 1 it does not, 2 bad
   input, 3 budget reached, 130 interrupted.
+- ``versions``: 0 listed, 2 bad input (an invalid file, a store that cannot be read).
 - Any command: 70 internal error (a bug; the message asks for a report).
 
 One module per command group (:mod:`.validate` has ``validate``, ``schema`` and ``graph``); each
@@ -34,6 +35,7 @@ from . import (
     run,
     serve,
     validate,
+    versions,
     worker,
 )
 
@@ -63,6 +65,7 @@ for _command in (
     observability.observability,
     report.report,
     prompts.prompts,
+    versions.versions,
     deploy.deploy,
 ):
     app.add_command(_command)

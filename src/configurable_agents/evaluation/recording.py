@@ -55,7 +55,8 @@ def record_evaluation(
     with_dataset: bool = True,
 ) -> str:
     """Spool the evaluation run (written by the recorder's background writer after the traces
-    it links), then the assessments, in records of their own naming the run as their source:
+    it links; with ``with_dataset``, linked to the workflow version's MLflow model too), then
+    the assessments, in records of their own naming the run as their source:
     waiting for the run (:meth:`~configurable_agents.observability.recorder.Recorder.flush_run`)
     does not wait for thousands of assessments. ``with_dataset`` logs the dataset as the run's
     input. Returns the key naming the run until it is written."""
@@ -100,6 +101,7 @@ def record_evaluation(
         if with_dataset
         else None
     )
-    key = recorder.record_run(run, result.trace_ids, dataset=dataset)
+    # an evaluation over a dataset ran this version; scored recorded traces may be of several
+    key = recorder.record_run(run, result.trace_ids, dataset=dataset, of_version=with_dataset)
     recorder.record_assessments(assessments, source=key)
     return key

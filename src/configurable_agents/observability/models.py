@@ -14,6 +14,7 @@ counts, costs and latest evaluation scores.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -40,8 +41,8 @@ __all__ = [
     "VersionModels",
     "VersionSummary",
     "describe",
-    "link_traces",
     "list_versions",
+    "log_linked_spans",
     "model_name",
     "workflow_file",
     "workflow_hash",
@@ -255,37 +256,92 @@ class VersionModels:
         self.client.set_logged_model_tags(model_id, {FILE_TAG: FILE_ARTIFACT})
 
 
-def link_traces(store: Any, links: dict[str, str]) -> None:
-    """Link written traces to their models: trace metadata :data:`MODEL_ID_METADATA`.
+def log_linked_spans(
+    store: Any,
+    experiment_id: str,
+    spans: list[Any],
+    links: dict[str, tuple[str, list[dict[str, Any]]]],
+    *,
+    remote: bool,
+) -> None:
+    """``log_spans`` of a batch, each trace of ``links`` linked to its model: trace metadata
+    :data:`MODEL_ID_METADATA`, which ``log_spans`` does not derive from span attributes.
 
-    ``log_spans`` derives no metadata from span attributes, and MLflow has no call that sets one
-    metadata key, so a SQL store gets the rows in one transaction, and any other store (a
-    tracking server) the trace's info again with the key added (``start_trace`` merges it).
+    A SQL store gets the metadata rows after the spans, in one transaction. A tracking server
+    (``remote``) has no call that sets one metadata key: a trace whose root is ours is created
+    with its link before its spans are written (``start_trace``, as MLflow's own exporter does,
+    one request a trace), and a trace whose root is a caller's span gets its info again with the
+    key added once the spans are in (``start_trace`` merges it). A link the store refuses is a
+    warning: the trace stays written, unlinked.
 
     Args:
         store: The writer's tracking store.
-        links: Model id by trace id.
+        experiment_id: Where the spans go.
+        spans: The batch's spans (MLflow ``Span`` objects).
+        links: Model id and span dictionaries by trace id.
+        remote: Whether the store is a tracking server.
+
+    Raises:
+        NotImplementedError: the store keeps traces as artifacts (a file store).
     """
     from mlflow.exceptions import MlflowException
 
-    if not links:
+    later = {trace_id: model_id for trace_id, (model_id, _) in links.items()}
+    for trace_id, (model_id, span_dicts) in links.items() if remote else ():
+        root = next((s for s in span_dicts if HASH_ATTRIBUTE in s["attributes"]), None)
+        if root is not None and not root.get("parent_span_id"):
+            with contextlib.suppress(MlflowException):  # tried again once the spans are in
+                store.start_trace(_trace_info(trace_id, experiment_id, root, model_id))
+                del later[trace_id]
+    store.log_spans(experiment_id, spans)
+    if not later:
         return
     try:
         if hasattr(store, "ManagedSessionMaker"):  # a SqlAlchemyStore
-            from mlflow.store.tracking.dbmodels.models import SqlTraceMetadata
-
-            with store.ManagedSessionMaker(read_only=False) as session:
-                for trace_id, model_id in sorted(links.items()):
-                    session.merge(SqlTraceMetadata(
-                        request_id=trace_id, key=MODEL_ID_METADATA, value=model_id
-                    ))  # fmt: skip
+            _link_in_sql(store, later)
             return
-        for trace_id, model_id in links.items():
+        for trace_id, model_id in later.items():
             info = store.get_trace_info(trace_id)
             info.trace_metadata[MODEL_ID_METADATA] = model_id
             store.start_trace(info)
-    except MlflowException as exc:  # the traces stay written, unlinked
-        _log.warning("%d trace(s) not linked to their workflow version: %s", len(links), exc)
+    except MlflowException as exc:
+        _log.warning("%d trace(s) not linked to their workflow version: %s", len(later), exc)
+
+
+def _trace_info(trace_id: str, experiment_id: str, root: dict[str, Any], model_id: str) -> Any:
+    """The info of a trace whose root span is ``root`` (a span dictionary), linked to
+    ``model_id``; what its spans say besides (tags, previews, usage, cost) ``log_spans`` adds."""
+    from mlflow.entities import TraceInfo, TraceLocation, TraceState
+
+    start_ns, end_ns = root["start_time_unix_nano"], root["end_time_unix_nano"]
+    failed = root["status"]["code"] == "STATUS_CODE_ERROR"
+    return TraceInfo(
+        trace_id=trace_id,
+        trace_location=TraceLocation.from_experiment_id(experiment_id),
+        request_time=start_ns // 1_000_000,
+        execution_duration=(end_ns - start_ns) // 1_000_000,
+        state=TraceState.ERROR if failed else TraceState.OK,
+        trace_metadata={MODEL_ID_METADATA: model_id},
+    )
+
+
+def _link_in_sql(store: Any, links: dict[str, str]) -> None:
+    """The metadata rows of a batch in two statements (a retried batch replaces its rows)."""
+    from mlflow.store.tracking.dbmodels.models import SqlTraceMetadata
+    from sqlalchemy import delete, insert
+
+    table = SqlTraceMetadata.__table__
+    rows = [
+        {"request_id": trace_id, "key": MODEL_ID_METADATA, "value": model_id}
+        for trace_id, model_id in sorted(links.items())
+    ]
+    with store.ManagedSessionMaker(read_only=False) as session:
+        session.execute(
+            delete(table).where(
+                table.c.key == MODEL_ID_METADATA, table.c.request_id.in_(sorted(links))
+            )
+        )
+        session.execute(insert(table), rows)
 
 
 @dataclass
@@ -369,12 +425,11 @@ def list_versions(client: Any, experiment_id: str, workflow: str) -> list[Versio
     models: list[Any] = []
     token = None
     while True:
-        page = client.search_logged_models(
-            [experiment_id],
-            filter_string=f"tags.`{layout.TAG_WORKFLOW}` = '{workflow}'",
-            page_token=token,
+        page = client.search_logged_models([experiment_id], page_token=token)
+        # compared here: a workflow's name may hold what a filter string cannot quote
+        models.extend(
+            m for m in page if HASH_TAG in m.tags and m.tags.get(layout.TAG_WORKFLOW) == workflow
         )
-        models.extend(m for m in page if HASH_TAG in m.tags)
         token = page.token
         if not token:
             break

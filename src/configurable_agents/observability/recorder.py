@@ -31,6 +31,7 @@ from ..config.loader import Workflow
 from ..config.settings import MlflowConfig
 from ..engine import NullObserver, RunResult
 from . import layout
+from .models import FILE_KEY, VERSION_KEY, describe, workflow_file
 from .redact import make_scrubber
 from .spans import build_trace
 from .spool import Spool
@@ -57,6 +58,7 @@ _writers: dict[tuple[str, str], BackgroundWriter] = {}
 _writers_lock = threading.Lock()
 _warned: set[str] = set()
 _pruned: set[tuple[str, str]] = set()
+_files_sent: set[tuple[str, str, str]] = set()
 
 FALLBACK_URI = "sqlite:///mlflow.db"
 """Where runs are recorded while their ``http(s)`` server does not answer."""
@@ -230,12 +232,15 @@ class Recorder(NullObserver):
         trace_ids: list[str],
         *,
         dataset: dict[str, str] | None = None,
+        of_version: bool = True,
     ) -> str:
         """Spool an MLflow run with no trace of its own, linked to ``trace_ids`` (a batch's
         parent run, an evaluation run); ``run`` has the keys of a run record (name, start_ms,
         end_ms, status, params, metrics, tags, artifacts) and ``dataset`` (name, digest, source)
-        is logged as its input. Returns the record's key, which names the run until it is
-        written (:meth:`flush_run`) and then as its :data:`~.writer.RECORD_KEY_TAG` tag."""
+        is logged as its input. ``of_version=False`` leaves the run unlinked to this workflow
+        version's MLflow model (its traces may be of several versions). Returns the record's key,
+        which names the run until it is written (:meth:`flush_run`) and then as its
+        :data:`~.writer.RECORD_KEY_TAG` tag."""
         run = {
             **run,
             "params": self._scrub_values(run["params"]),
@@ -250,7 +255,7 @@ class Recorder(NullObserver):
         }
         if dataset is not None:
             payload["dataset"] = self.scrub(dataset)
-        self._spool(payload)
+        self._spool(payload, of_version=of_version)
         return str(payload["key"])
 
     def record_assessments(
@@ -284,8 +289,10 @@ class Recorder(NullObserver):
         (a masked key, ``[EMAIL]``, would make the whole run unwritable)."""
         return {key: self.scrub(value) for key, value in mapping.items()}
 
-    def _spool(self, payload: dict[str, Any]) -> None:
+    def _spool(self, payload: dict[str, Any], *, of_version: bool = True) -> None:
         payload["key"] = uuid.uuid4().hex  # names the MLflow run, so a retried write finds it
+        if of_version and (payload["spans"] or payload["run"]):
+            self._mark_version(payload)
         self.spool.put(self.destination, self.config.experiment_name, payload)
         if self.config.async_logging:
             self._writer().ensure()  # a writer that went idle meanwhile is started again
@@ -294,6 +301,19 @@ class Recorder(NullObserver):
                 drain(self.spool, destination=self.destination)
             except Exception as exc:  # stays spooled; a run never fails for its recording
                 _log.warning("MLflow write failed, the run stays spooled: %s", exc)
+
+    def _mark_version(self, payload: dict[str, Any]) -> None:
+        """Name the workflow version a trace or run belongs to, which the writer links it to
+        (:mod:`.models`); the first such payload of each version in this process also carries
+        the resolved workflow file, the version's artifact."""
+        version = describe(self.workflow)
+        payload[VERSION_KEY] = version
+        sent = (self.destination, self.config.experiment_name, version["hash"])
+        with _writers_lock:
+            first = sent not in _files_sent
+            _files_sent.add(sent)
+        if first:
+            payload[FILE_KEY] = self.scrub(workflow_file(self.workflow))
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for this recorder's runs to be written."""

@@ -35,6 +35,7 @@ from ..engine.records import (
 from ..pricing import Price
 from . import layout
 from .layout import PROMPTS_ATTRIBUTE
+from .models import HASH_ATTRIBUTE, workflow_hash
 
 __all__ = ["TraceSpans", "build_trace"]
 
@@ -151,6 +152,7 @@ def build_trace(
         "mlflow.spanOutputs": result.outputs,
         "workflow.name": flow.name,
         "workflow.version": flow.version,
+        HASH_ATTRIBUTE: workflow_hash(workflow),  # its version's MLflow model (models.py)
         "workflow.node_count": len(workflow.config.nodes),
         "workflow.run_id": result.run_id,
         "workflow.status": result.status.value,

@@ -11,6 +11,8 @@ import fcntl
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -24,7 +26,7 @@ from .models import (
     MODEL_ID_METADATA,
     VERSION_KEY,
     VersionModels,
-    link_traces,
+    log_linked_spans,
 )
 from .spool import Spool, SpoolItem, WriterLock
 
@@ -105,6 +107,7 @@ class MlflowWriter:
         self._experiments: dict[str, str] = {}
         self.models = VersionModels(self.client, destination)
         """The model of each workflow version the written traces and runs are linked to."""
+        self._remote = destination.startswith(("http:", "https:"))
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created if missing."""
@@ -138,15 +141,15 @@ class MlflowWriter:
             experiment_id = self.experiment_id(name)
             models = {item.id: self._model_of(experiment_id, item.payload) for item in group}
             spans = [Span.from_dict(span) for item in group for span in item.payload["spans"]]
-            traced = [item for item in group if item.payload["spans"]]  # a batch's parent run
-            try:  # has no trace of its own
-                store.log_spans(experiment_id, spans)
+            # a batch's parent run has no trace of its own
+            traced = [item for item in group if item.payload["spans"]]
+            links = {item.payload["trace_id"]: (model, item.payload["spans"])
+                     for item in traced if (model := models[item.id])}  # fmt: skip
+            try:
+                log_linked_spans(store, experiment_id, spans, links, remote=self._remote)
             except NotImplementedError:  # file stores keep traces as artifacts
                 for item in traced:
                     self._trace_as_artifact(experiment_id, item.payload["spans"], models[item.id])
-            else:
-                link_traces(store, {item.payload["trace_id"]: model for item in traced
-                                    if (model := models[item.id])})  # fmt: skip
             for item in group:
                 self._link_prompts(item.payload)
             for item in group:
@@ -385,16 +388,17 @@ class BackgroundWriter:
         self.lock = WriterLock(spool.path, destination)
         self.pid: int | None = None
         """The writer this object started last, if any."""
+        self.process: subprocess.Popen[bytes] | None = None
         self.ensure()
 
     def ensure(self) -> None:
-        """Start a writer unless one is alive for this destination."""
-        import subprocess
-        import sys
-
-        if self.lock.writer_alive():
+        """Start a writer unless one is alive for this destination, or the one this object
+        started is still starting (it takes the writer lock only once its interpreter is up:
+        records spooled meanwhile must not each start another)."""
+        starting = self.process is not None and self.process.poll() is None
+        if starting or self.lock.writer_alive():
             return
-        process = subprocess.Popen(
+        process = self.process = subprocess.Popen(
             [sys.executable, "-m", "configurable_agents.observability.drainer",
              str(self.spool.path), self.destination],
             stdin=subprocess.DEVNULL,
