@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.conditions import ConditionError, parse_condition
 from ..config.diagnostics import closest
 from ..config.loader import Workflow
+from ..observability.models import workflow_hash
 from .baseline import Baseline, BaselineError, NoBaselineYet, compare, find_baseline
 from .executor import EvalExecutor
 from .recording import record_evaluation
@@ -193,6 +194,6 @@ async def aevaluate(
         assessments = [a for made in executors for a in made.assessments]
         result.record_key = record_evaluation(
             recorder, result, stats, values, assessments, tags=labels,
-            workflow_hash=digest_of(Path(workflow.source)) if workflow.source else "",
+            workflow_hash=workflow_hash(workflow),
         )  # fmt: skip
     return result
