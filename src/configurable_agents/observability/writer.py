@@ -204,8 +204,9 @@ class MlflowWriter:
 
         from .layout import PROMPTS_ATTRIBUTE
 
-        root = next((s for s in payload["spans"] if not s.get("parent_span_id")), None)
-        used = (root or {}).get("attributes", {}).get(PROMPTS_ATTRIBUTE)
+        # the workflow's own root span: inside a caller's trace it has a parent
+        used = next((s["attributes"][PROMPTS_ATTRIBUTE] for s in payload["spans"]
+                     if PROMPTS_ATTRIBUTE in s.get("attributes", {})), None)  # fmt: skip
         if not used:
             return
         if isinstance(used, str):  # attributes are stored JSON-encoded
