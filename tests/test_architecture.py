@@ -15,7 +15,7 @@ LAYERS = [
     {"llm", "tools"},
     {"engine"},
     {"observability", "prompts"},
-    {"api", "batch", "reports"},
+    {"api", "batch", "reports", "tracing"},
     {"evaluation"},
     {"deploy", "queue", "server"},
     {"cli"},

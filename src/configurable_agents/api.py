@@ -123,6 +123,10 @@ def run_workflow(
         trace: Record the run in MLflow (``True``) or not (``False``) whatever the workflow's
             `config.observability.mlflow.enabled` says; ``None`` follows the config.
 
+    A recorded run that starts inside an open span of the caller (``@mlflow.trace``,
+    ``mlflow.start_span``, ``configurable_agents.tracing.trace``) whose trace is in the same
+    store is recorded in that trace, under that span: its ``trace_id`` is the caller's.
+
     Returns:
         The result; its ``status`` says whether the run succeeded, and it holds the (partial)
         state, the outputs, one record per node execution and the spend.

@@ -29,8 +29,9 @@ from urllib.parse import urlsplit
 
 from ..config.loader import Workflow
 from ..config.settings import MlflowConfig
-from ..engine import NullObserver, RunResult
+from ..engine import NullObserver, RunResult, RunStart
 from . import layout
+from .context import Parent, current, same_store
 from .models import FILE_KEY, VERSION_KEY, describe, workflow_file
 from .redact import make_scrubber
 from .spans import build_trace
@@ -43,6 +44,7 @@ __all__ = [
     "FALLBACK_URI",
     "FLUSH_TIMEOUT_ENV",
     "Recorder",
+    "background_writer",
     "flush_all",
     "tracking_uri",
 ]
@@ -57,6 +59,7 @@ _log = logging.getLogger(__name__)
 _writers: dict[tuple[str, str], BackgroundWriter] = {}
 _writers_lock = threading.Lock()
 _warned: set[str] = set()
+_apart: set[tuple[str, str]] = set()
 _pruned: set[tuple[str, str]] = set()
 _files_sent: set[tuple[str, str, str]] = set()
 
@@ -121,6 +124,16 @@ def flush_all(timeout: float | None = None) -> bool:
 atexit.register(flush_all)
 
 
+def background_writer(spool: Spool, destination: str) -> BackgroundWriter:
+    """This process's :class:`BackgroundWriter` of ``spool`` to ``destination`` (which
+    :func:`flush_all` waits for at exit), made on first use."""
+    key = (str(spool.path), destination)
+    with _writers_lock:
+        if key not in _writers:
+            _writers[key] = BackgroundWriter(spool, destination)
+        return _writers[key]
+
+
 class _Missing(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
@@ -151,6 +164,8 @@ class Recorder(NullObserver):
         did not answer (its runs are tagged :data:`FALLBACK_TAG`)."""
         self.enabled = True
         """False when neither the store nor the local fallback can be written: runs go untraced."""
+        self._parents: dict[str, Parent] = {}
+        """The caller's span each run started in (by run id), until the run is recorded."""
         if not probe(self.destination):
             self._fall_back()
         self.pruner: subprocess.Popen[bytes] | None = None
@@ -206,13 +221,35 @@ class Recorder(NullObserver):
         """Whether the runs' records keep LangChain's own runs (`autolog_enabled`)."""
         return self.config.autolog_enabled
 
+    def run_started(self, run: RunStart) -> None:
+        """Note the caller's open span (``@mlflow.trace``, ``mlflow.start_span``, a
+        ``configurable_agents.tracing`` span), if any: the run's trace goes under it. A caller
+        whose trace is in another store gets the run as a trace of its own (said once)."""
+        parent = current() if self.enabled else None
+        if parent is None:
+            return
+        if same_store(parent.destination, self.destination):
+            self._parents[run.run_id] = parent
+        elif (parent.destination, self.destination) not in _apart:
+            _apart.add((parent.destination, self.destination))
+            _log.warning(
+                "workflow %s records to %s and the caller's trace tr-%s is in %s: its runs in "
+                "that trace are traces of their own (one trace needs one store, not a file: one)",
+                self.workflow.config.flow.name,
+                self.destination,
+                parent.trace_hex,
+                parent.destination,
+            )
+
     def run_finished(self, result: RunResult) -> None:
         """Record the run; its result then carries its trace id."""
         result.trace_id = self.record(result)
 
     def record(self, result: RunResult) -> str | None:
         """Spool the run's trace and run record; returns the trace id (``tr-...``), or None when
-        recording is impossible (see :attr:`enabled`)."""
+        recording is impossible (see :attr:`enabled`). A run that started in a caller's span
+        (:meth:`run_started`) is recorded in the caller's trace, its root that span's child."""
+        parent = self._parents.pop(result.run_id, None)
         if not self.enabled:
             return None
         tags = dict(result.tags)
@@ -220,7 +257,12 @@ class Recorder(NullObserver):
             tags[FALLBACK_TAG] = self.fallback_for
         result = dataclasses.replace(result, tags=self._scrub_values(tags))
         trace_id, spans = build_trace(
-            result, self.workflow, scrub=self.scrub, log_prompts=self.config.log_prompts
+            result,
+            self.workflow,
+            scrub=self.scrub,
+            log_prompts=self.config.log_prompts,
+            trace_hex=parent.trace_hex if parent else None,
+            parent_hex=parent.span_hex if parent else None,
         )
         run = self._run_record(result, trace_id) if self.run_records else None
         self._spool({"trace_id": trace_id, "spans": spans, "run": run})
@@ -320,11 +362,7 @@ class Recorder(NullObserver):
         return self.enabled and self._writer().flush(timeout)
 
     def _writer(self) -> BackgroundWriter:
-        key = (str(self.spool.path), self.destination)
-        with _writers_lock:
-            if key not in _writers:
-                _writers[key] = BackgroundWriter(self.spool, self.destination)
-            return _writers[key]
+        return background_writer(self.spool, self.destination)
 
     def _run_name(self, result: RunResult) -> str:
         flow = self.workflow.config.flow

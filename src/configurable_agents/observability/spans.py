@@ -37,7 +37,7 @@ from . import layout
 from .layout import PROMPTS_ATTRIBUTE
 from .models import HASH_ATTRIBUTE, workflow_hash
 
-__all__ = ["TraceSpans", "build_trace"]
+__all__ = ["TraceSpans", "build_trace", "span_dict"]
 
 Scrub = Callable[[Any], Any]
 TraceSpans = tuple[str, list[dict[str, Any]]]
@@ -90,8 +90,9 @@ class _Builder:
         parent: str | None,
         attributes: dict[str, Any],
         error: str | None = None,
+        span_hex: str | None = None,
     ) -> str:
-        span_hex = secrets.token_hex(8)
+        span_hex = span_hex or secrets.token_hex(8)
         encoded = {"mlflow.traceRequestId": json.dumps(self.trace_id)}
         encoded["mlflow.spanType"] = json.dumps(kind)
         for key, value in attributes.items():
@@ -126,6 +127,27 @@ class _Builder:
         return value if self.log_prompts else None
 
 
+def span_dict(
+    trace_hex: str,
+    span_hex: str,
+    parent_hex: str | None,
+    name: str,
+    kind: str,
+    start_ns: int,
+    end_ns: int,
+    attributes: dict[str, Any],
+    *,
+    error: str | None = None,
+    scrub: Scrub = lambda value: value,
+) -> dict[str, Any]:
+    """One span dictionary, like those of :func:`build_trace`: a span of user code
+    (``configurable_agents.tracing``), whose ids are chosen when it opens."""
+    builder = _Builder(trace_hex, scrub, log_prompts=True)
+    duration_s = (end_ns - start_ns) / 1e9
+    builder.add(name, kind, start_ns, duration_s, parent_hex, attributes, error, span_hex)
+    return builder.spans[0]
+
+
 def build_trace(
     result: RunResult,
     workflow: Workflow,
@@ -133,9 +155,12 @@ def build_trace(
     scrub: Scrub = lambda value: value,
     log_prompts: bool = True,
     trace_hex: str | None = None,
+    parent_hex: str | None = None,
 ) -> TraceSpans:
     """The trace id (``tr-...``) and the span dictionaries of a finished run; ``trace_hex`` (32
-    hex digits) sets the trace id, e.g. to export a recorded run under its MLflow trace id."""
+    hex digits) sets the trace id, e.g. to export a recorded run under its MLflow trace id, and
+    ``parent_hex`` (16 hex digits, a span of that trace) makes the root that span's child, as in
+    a caller's trace."""
     builder = _Builder(trace_hex or secrets.token_hex(16), scrub, log_prompts)
     flow = workflow.config.flow
     tags = {
@@ -170,7 +195,7 @@ def build_trace(
         "CHAIN",
         result.started_ns,
         result.duration_s,
-        None,
+        parent_hex,
         root_attributes,
         result.error if result.status.value != "success" else None,
     )
