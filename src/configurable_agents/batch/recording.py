@@ -13,9 +13,23 @@ from .runner import BATCH_ID_TAG, BatchStats
 if TYPE_CHECKING:
     from ..observability.recorder import Recorder
 
-__all__ = ["record_batch_run"]
+__all__ = ["record_batch_run", "run_frame"]
 
 _STATUS = {None: "FINISHED", "budget": "FINISHED", "interrupted": "KILLED"}
+
+
+def run_frame(stats: BatchStats, workflow: str, kind: str) -> dict[str, Any]:
+    """The name, times and status of the MLflow run of a batch (or an evaluation, ``kind``)
+    that ends now: ``<workflow>-<kind>-<UTC start>``."""
+    end_ms = int(time.time() * 1000)
+    start_ms = end_ms - int(stats.elapsed_s * 1000)
+    started = dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC)
+    return {
+        "name": f"{workflow}-{kind}-{started.strftime('%Y%m%d-%H%M%S')}",
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "status": _STATUS[stats.stopped],
+    }
 
 
 def record_batch_run(
@@ -30,9 +44,6 @@ def record_batch_run(
 ) -> None:
     """Spool the batch's parent MLflow run (written by the recorder's background writer)."""
     flow = recorder.workflow.config.flow
-    end_ms = int(time.time() * 1000)
-    start_ms = end_ms - int(stats.elapsed_s * 1000)
-    started = dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC)
     succeeded = stats.statuses.get("success", 0)
     summary: dict[str, Any] = {
         "batch_id": batch_id,
@@ -52,10 +63,7 @@ def record_batch_run(
         "trace_ids": stats.trace_ids,
     }
     run = {
-        "name": f"{flow.name}-batch-{started.strftime('%Y%m%d-%H%M%S')}",
-        "start_ms": start_ms,
-        "end_ms": end_ms,
-        "status": _STATUS[stats.stopped],
+        **run_frame(stats, flow.name, "batch"),
         "params": {
             "workflow_name": flow.name,
             "workflow_version": flow.version or "",

@@ -3,11 +3,10 @@ evaluated traces linked, and every row's assessments with the run as their sourc
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..batch.recording import run_frame
 from ..batch.runner import BATCH_ID_TAG
 from .baseline import EVAL_ROWS_ARTIFACT, TAG_DATASET_DIGEST, TAG_EVAL_WORKFLOW
 from .results import EvaluationResult
@@ -20,8 +19,6 @@ __all__ = ["RUN_TYPE_TAG", "record_evaluation"]
 
 RUN_TYPE_TAG = ("mlflow.runType", "genai_evaluate")
 """The tag MLflow's own evaluations carry, which its UI lists under Evaluation runs."""
-
-_STATUS = {None: "FINISHED", "budget": "FINISHED", "interrupted": "KILLED"}
 
 
 def _metrics(result: EvaluationResult) -> dict[str, float]:
@@ -61,14 +58,8 @@ def record_evaluation(
     does not wait for thousands of assessments. ``with_dataset`` logs the dataset as the run's
     input. Returns the key naming the run until it is written."""
     flow = recorder.workflow.config.flow
-    end_ms = int(time.time() * 1000)
-    start_ms = end_ms - int(stats.elapsed_s * 1000)
-    started = dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC)
     run = {
-        "name": f"{flow.name}-eval-{started.strftime('%Y%m%d-%H%M%S')}",
-        "start_ms": start_ms,
-        "end_ms": end_ms,
-        "status": _STATUS[stats.stopped],
+        **run_frame(stats, flow.name, "eval"),
         "params": {
             "workflow_name": flow.name,
             "workflow_version": flow.version or "",
