@@ -270,6 +270,9 @@ def test_prompts_against_a_real_mlflow_server(shop: dict[str, Any], tmp_path: Pa
         assert pushed.exit_code == 0, pushed.output
         assert _run(path).status.value == "success"
         assert "Reply kindly to a broken login." in _sent(stub)
+        from configurable_agents.observability.recorder import flush_all
+
+        assert flush_all(60)  # before the server goes: later flushes must not wait for it
         assert "prompts:/tickets.reply/1" in _cli("prompts", "show", "tickets.reply",
                                                   "--tracking-uri", uri).output  # fmt: skip
 
