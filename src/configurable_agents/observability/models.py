@@ -130,14 +130,15 @@ def model_name(version: dict[str, Any]) -> str:
 
 
 @contextmanager
-def _creation_lock(destination: str) -> Iterator[None]:
-    """Serialise finding-or-creating models among the writers of one SQLite store (other stores
-    settle a race after the fact: see :meth:`VersionModels._create`)."""
+def store_lock(destination: str, suffix: str) -> Iterator[None]:
+    """Serialise the writers of one SQLite store around one step (the lock file is the store's
+    path plus ``suffix``); other stores need no lock."""
     if not destination.startswith("sqlite:///"):
         yield
         return
     path = Path(destination.removeprefix("sqlite:///"))
-    with open(f"{path}.models.lock", "w") as handle:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}{suffix}", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -170,7 +171,8 @@ class VersionModels:
         key = (experiment_id, version["hash"])
         try:
             if key not in self._ids:
-                with _creation_lock(self.destination):
+                # other stores settle a race after the fact (see _create)
+                with store_lock(self.destination, ".models.lock"):
                     found = self._find(experiment_id, version["hash"])
                     self._ids[key] = found or self._create(experiment_id, version, file)
             model_id = self._ids[key]

@@ -7,7 +7,6 @@ record becomes an MLflow run (params, metrics, tags, artifacts) linked to its tr
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -15,8 +14,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from .models import (
     VERSION_KEY,
     VersionModels,
     log_linked_spans,
+    store_lock,
 )
 from .spool import Spool, SpoolItem, WriterLock
 
@@ -67,23 +66,6 @@ def _artifact_location(destination: str) -> str | None:
     return (Path(destination.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
 
 
-@contextmanager
-def _schema_lock(destination: str) -> Iterator[None]:
-    """Serialise store creation: several processes creating one SQLite store at once corrupt it
-    (a race in MLflow's schema migration)."""
-    if not destination.startswith("sqlite:///"):
-        yield
-        return
-    database = Path(destination.removeprefix("sqlite:///"))
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{database}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class MlflowWriter:
     """Writes spooled runs to one tracking URI."""
 
@@ -101,7 +83,7 @@ class MlflowWriter:
         self._prompt_versions: dict[str, Any] = {}
         self.run_ids: dict[str, str] = {}
         """The MLflow run id of each record key this writer wrote (or found written)."""
-        with _schema_lock(destination):
+        with store_lock(destination, ".lock"):  # creating one store at once corrupts it
             self.client = MlflowClient(destination)
             self.client._tracking_client.store  # noqa: B018 - creating the store migrates its schema
         self._experiments: dict[str, str] = {}
