@@ -33,6 +33,9 @@ def _no_recording_unless_asked(
     monkeypatch.setenv("CONFIGURABLE_AGENTS_SPOOL", str(tmp_path_factory.mktemp("spool") / "s.db"))
     # A writer stays warm between commands; each test has its own spool, so none would be reused.
     monkeypatch.setenv("CONFIGURABLE_AGENTS_WRITER_IDLE", "1")
+    # Checkpoints and session memory go to a store of the test's own, never the repo's.
+    checkpoints = tmp_path_factory.mktemp("checkpoints") / "checkpoints.db"
+    monkeypatch.setenv("CONFIGURABLE_AGENTS_CHECKPOINTS", f"sqlite:///{checkpoints}")
 
 
 @pytest.fixture

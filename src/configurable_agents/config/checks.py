@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from .condition_checks import condition_problem
 from .diagnostics import closest
+from .durable_checks import check_durable
 from .issues import Found, Loc
 from .schema import END, IDENTIFIER, START, Node, WorkflowConfig
 from .scope import Scope
@@ -99,6 +100,7 @@ class _Checker:
             self._tools(index, node)
         for index in range(len(self.config.edges)):
             self._edge(index)
+        self.found.issues += check_durable(self.config)
         return Checked(self.fields, self.implicit, self.found, self.endpoints_ok)
 
     # -- state and nodes -------------------------------------------------------------------

@@ -161,13 +161,25 @@ else:
 
 class Node(ConfigModel):
     """A step of the workflow: a prompt sent to a model, whose structured reply is written to
-    state."""
+    state; or, with `type: human`, a question to a person, whose answer is written to state."""
 
     id: str
     """Unique identifier, used by edges."""
 
+    type: Literal["llm", "human"] = "llm"
+    """`llm`: a model answers. `human`: the run pauses with status `waiting` until a person
+    gives the `outputs` (`resume`, or `POST /runs/{id}/resume`); the prompt is what they are
+    shown and `timeout` how long they have."""
+
+    name: str | None = None
+    """Display label, shown in traces and the live view (the `id` stays the node's identity)."""
+
     description: str | None = None
     """What the node does."""
+
+    interrupt_before: bool = False
+    """Pause the run with status `waiting` before this node runs, for a person to approve it
+    (resume with no inputs)."""
 
     prompt: PromptEntry
     """Prompt template: `{field}`, `{state.field}`, `{state.obj.sub}` and `inputs` names are
@@ -198,7 +210,9 @@ class Node(ConfigModel):
     """Overrides `config.execution.max_retries` for this node."""
 
     timeout: float | None = Field(default=None, gt=0)
-    """Seconds one model call of this node may take; overrides `config.llm.timeout`."""
+    """Seconds one model call of this node may take; overrides `config.llm.timeout`. For a
+    `human` node: seconds the person has to answer, after which the run ends with status
+    `timeout`."""
 
     @field_validator("id")
     @classmethod

@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PROVIDER",
     "PROVIDERS",
+    "CheckpointConfig",
     "Config",
     "ExecutionConfig",
     "LLMConfig",
@@ -56,6 +57,32 @@ class LLMConfig(ConfigModel):
     """Seconds one model call may take before it is abandoned and retried. Default: 60."""
 
 
+class CheckpointConfig(ConfigModel):
+    """Durable runs: state saved after every node execution, so a run can be resumed."""
+
+    enabled: bool | None = None
+    """Save a checkpoint after every node execution (each loop iteration and fan-out item
+    included). Default: on when a node is `type: human` or has `interrupt_before: true` (they
+    need it), else off."""
+
+    store: str | None = None
+    """Where checkpoints go: `sqlite:///PATH` (relative paths are relative to the working
+    directory) or `postgresql://USER@HOST:PORT/DB`. Default: `$CONFIGURABLE_AGENTS_CHECKPOINTS`,
+    else `sqlite:///checkpoints.db`, beside the default MLflow store."""
+
+    @model_validator(mode="after")
+    def _store_scheme(self) -> CheckpointConfig:
+        if self.store is not None and not self.store.startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
+            raise PydanticCustomError(
+                "checkpoint_store",
+                "store must be sqlite:///PATH or postgresql://..., not {store!r}",
+                {"store": self.store},
+            )
+        return self
+
+
 class ExecutionConfig(ConfigModel):
     """Limits on a whole run."""
 
@@ -79,6 +106,9 @@ class ExecutionConfig(ConfigModel):
 
     recursion_limit: int = Field(default=100, ge=1)
     """Most node executions in one run, loops included; a guard against runaway graphs."""
+
+    checkpoints: CheckpointConfig = CheckpointConfig()
+    """Checkpoints, for resuming failed, interrupted and waiting runs (`resume`)."""
 
 
 class ToolsConfig(ConfigModel):

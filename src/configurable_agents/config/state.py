@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -99,6 +99,10 @@ class StateField(ConfigModel):
 
     default: Any = None
     """Value the field holds before anything writes it. Must be of the field's type."""
+
+    scope: Literal["run", "session"] = "run"
+    """`session`: the value is carried from one run of a session to the next (a conversation's
+    memory), stored with the checkpoints; only for top-level state fields."""
 
     _type: TypeExpr = PrivateAttr()
 

@@ -13,10 +13,12 @@ from ..config.loader import Workflow
 from ..llm.outputs import FINAL_ANSWER
 from ..llm.settings import LLMSettings
 from ..pricing import PriceBook, TokenUsage
+from .events import EventListener, RunEvent, emit
 from .observe import RunObserver
-from .records import LangChainRun, ModelCallRecord, NodeRecord
+from .records import LangChainRun, ModelCallRecord, NodeRecord, Spend
 
 if TYPE_CHECKING:
+    from .durable import DurableStore
     from .node import NodePlan
 
 __all__ = ["BudgetExceeded", "NodeFailed", "Reservation", "RunContext", "tell"]
@@ -52,6 +54,10 @@ class RunContext:
         on_record: Callable[[NodeRecord], None] | None = None,
         models: dict[Any, Any] | None = None,
         observers: Sequence[RunObserver] = (),
+        run_id: str = "",
+        on_event: EventListener | None = None,
+        store: DurableStore | None = None,
+        earlier: Spend | None = None,
     ) -> None:
         execution = workflow.config.config.execution
         self.workflow = workflow
@@ -64,6 +70,7 @@ class RunContext:
         self.max_tokens = execution.max_tokens
         self.calls = asyncio.Semaphore(execution.max_concurrency)
         self.records: list[NodeRecord] = []
+        self._labels = {n.id: n.name for n in workflow.config.nodes if n.name}
         self.state: dict[str, Any] = {}
         self.spent_cost = Decimal(0)
         self.spent_tokens = 0
@@ -72,6 +79,26 @@ class RunContext:
         self._models: dict[Any, Any] = {} if models is None else models
         self.observers = observers
         self.autolog = any(observer.captures_langchain for observer in observers)
+        self.run_id = run_id
+        self.on_event = on_event
+        self.store = store
+        self.earlier = earlier or Spend()
+        self.spent = Spend()
+        """What this attempt's finished node executions cost."""
+        # a resumed run's budgets are the whole run's
+        self.spent_cost = self.earlier.cost_usd
+        self.spent_tokens = self.earlier.usage.total_tokens
+
+    def emit(self, event: str, data: dict[str, Any]) -> None:
+        """Tell the run's live listener of ``event``."""
+        if self.on_event is not None:
+            emit(self.on_event, RunEvent(event, self.run_id, data))
+
+    async def node_done(self) -> None:
+        """Note in the durable ledger what the run has cost so far (all attempts), after each
+        node execution: a resumed run then counts each call exactly once."""
+        if self.store is not None:
+            await self.store.spend(self.run_id, self.earlier + self.spent)
 
     def callbacks(self, runs: list[LangChainRun]) -> dict[str, Any] | None:
         """The LangChain config of a model or tool call: with autolog, one that also keeps
@@ -156,9 +183,30 @@ class RunContext:
     def record(self, record: NodeRecord) -> None:
         """Keep a finished node execution and tell the listener and the observers."""
         self.records.append(record)
+        self.spent += Spend.of(record)
         if self.on_record is not None:
             self.on_record(record)
         tell(self.observers, "node_finished", record)
+        if self.on_event is not None:
+            usage = record.usage
+            self.emit(
+                "node_finished",
+                {
+                    "node": record.node_id,
+                    "label": self._labels.get(record.node_id),
+                    "iteration": record.iteration,
+                    "item_index": record.item_index,
+                    "outputs": record.output,
+                    "error": record.error,
+                    "tokens": {
+                        "input": usage.input_tokens,
+                        "output": usage.output_tokens,
+                        "total": usage.total_tokens,
+                    },
+                    "cost_usd": float(record.known_cost_usd),
+                    "duration_s": record.duration_s,
+                },
+            )
 
     def call_finished(self, node_id: str, call: ModelCallRecord) -> None:
         """Tell the observers that a model call of ``node_id`` ended."""

@@ -2,13 +2,13 @@
 
 Every state field is a channel whose last write wins (so concurrent branches may write). A loop
 keeps its iteration count in a hidden channel, reset by a small exit step when the loop ends. A
-fan-out target runs as one graph node that executes the target once per item, at most
-`max_concurrency` at a time, and writes the results in item order.
+fan-out sends one LangGraph task per item (``Send``), so each item is checkpointed on its own;
+the collect field's channel puts each result at its item's index. A `human` node, and any node
+with `interrupt_before`, pauses the run with LangGraph's ``interrupt``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
@@ -16,7 +16,8 @@ from ..config.conditions import ConditionError, parse_condition
 from ..config.loader import Workflow
 from ..config.schema import END, START, LoopSpec, ParallelSpec, Route, WorkflowConfig
 from .context import NodeFailed, RunContext
-from .node import NodePlan, execute_node
+from .node import NodePlan
+from .steps import ITEM_KEY, fan_out_item, run_step
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -26,6 +27,19 @@ __all__ = ["CONTEXT_KEY", "build_graph", "loop_key"]
 
 def _last(_old: Any, new: Any) -> Any:
     return new
+
+
+def _collect(old: Any, new: Any) -> Any:
+    """A fan-out's collect field: an item's result goes to its index, anything else replaces."""
+    placed = fan_out_item(new)
+    if placed is None:
+        return new
+    index, total = placed
+    values = list(old) if isinstance(old, list) else []
+    values = (values + [None] * total)[:total]
+    if index is not None:
+        values[index] = new["value"]
+    return values
 
 
 def loop_key(node_id: str) -> str:
@@ -66,20 +80,29 @@ def build_graph(workflow: Workflow, plans: dict[str, NodePlan]) -> Any:
     from langgraph.graph import StateGraph
 
     config = workflow.config
-    limit = config.config.execution.max_concurrency
     loops = {e.from_: e.loop for e in config.edges if e.loop is not None}
     fan_outs = {e.parallel.target_node: e.parallel for e in config.edges if e.parallel is not None}
     keys = [*workflow.fields, *(loop_key(n) for n in loops)]
-    state_type = TypedDict("WorkflowState", {k: Annotated[Any, _last] for k in keys}, total=False)  # type: ignore[misc]
+    collected = {spec.collect_field for spec in fan_outs.values()}
+    # a list-typed channel starts as [] (not unset), so the first item's result goes through
+    # _collect too
+    channels = {
+        k: Annotated[list, _collect] if k in collected else Annotated[Any, _last] for k in keys
+    }
+    state_type = TypedDict("WorkflowState", channels, total=False)  # type: ignore[misc]
     names = _Names(set(keys))
     joins = _joins(config)
     graph: Any = StateGraph(state_type)  # its state type is made here: nothing to check statically
     for node_id, plan in plans.items():
         if node_id in fan_outs:
-            graph.add_node(names(node_id), _fan_out(plan, fan_outs[node_id], limit))
+            graph.add_node(names(node_id), _item(plan, fan_outs[node_id]))
         else:
             graph.add_node(names(node_id), _single(plan, node_id in loops))
     for edge in config.edges:
+        if edge.parallel is not None:
+            target = names(edge.parallel.target_node)
+            graph.add_conditional_edges(names(edge.from_), _sender(edge.parallel, target), [target])
+            continue
         source = names(edge.from_)
         if edge.routes is not None:
             targets = {route.to: names(route.to) for route in edge.routes}
@@ -141,40 +164,56 @@ def _single(plan: NodePlan, is_loop: bool) -> Callable[..., Any]:
         if is_loop:
             iteration = int(state.get(key) or 0) + 1
             update[key] = iteration
-        update.update(await execute_node(ctx, plan, state, iteration=iteration))
+        update.update(await run_step(ctx, plan, state, iteration=iteration))
         ctx.state.update(update)
         return update
 
     return run
 
 
-def _fan_out(plan: NodePlan, spec: ParallelSpec, limit: int) -> Callable[..., Any]:
+def _sender(spec: ParallelSpec, target: str) -> Callable[[dict[str, Any]], list[Any]]:
+    """One ``Send`` per item of ``spec.items_field`` (one with no item for an empty list, so
+    the collect field is written and the run goes on)."""
+    from langgraph.types import Send
+
+    def send(state: dict[str, Any]) -> list[Any]:
+        items = state.get(spec.items_field)
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            return [Send(target, {**state, ITEM_KEY: {"error": "it holds no list"}})]
+        if not items:
+            return [Send(target, {**state, ITEM_KEY: {"index": None, "total": 0}})]
+        total = len(items)
+        return [
+            Send(target, {**state, ITEM_KEY: {"index": i, "total": total, "item": item}})
+            for i, item in enumerate(items)
+        ]
+
+    return send
+
+
+def _item(plan: NodePlan, spec: ParallelSpec) -> Callable[..., Any]:
     output_name = plan.node.outputs[0]
 
     async def run(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         ctx = _ctx(config)
-        items = state.get(spec.items_field) or []
-        if not isinstance(items, list):
-            raise NodeFailed(f"fan-out over {spec.items_field!r}: it holds no list")
-        results: list[Any] = [None] * len(items)
-        gate = asyncio.Semaphore(limit)
-        failures: list[BaseException] = []
-
-        async def one(index: int, item: Any) -> None:
-            async with gate:
-                if failures:
-                    return
-                try:
-                    out = await execute_node(ctx, plan, state, item=item, item_index=index)
-                    results[index] = out[output_name]
-                except Exception as exc:
-                    failures.append(exc)
-
-        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
-        ctx.state[spec.collect_field] = results
-        if failures:
-            raise failures[0]
-        return {spec.collect_field: results}
+        sent = state.get(ITEM_KEY) or {}
+        if "error" in sent:
+            raise NodeFailed(f"fan-out over {spec.items_field!r}: {sent['error']}")
+        index, total = sent.get("index"), int(sent.get("total") or 0)
+        value = None
+        if index is not None:
+            out = await run_step(ctx, plan, state, item=sent.get("item"), item_index=index)
+            value = out[output_name]
+        collected = ctx.state.get(spec.collect_field)
+        collected = (list(collected) if isinstance(collected, list) else []) + [None] * total
+        collected = collected[:total]
+        if index is not None:
+            collected[index] = value
+        ctx.state[spec.collect_field] = collected
+        return {spec.collect_field: {ITEM_KEY: True, "index": index, "total": total,
+                                     "value": value}}  # fmt: skip
 
     return run
 

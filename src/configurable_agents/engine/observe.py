@@ -16,24 +16,50 @@ __all__ = ["NullObserver", "RunObserver", "RunStart"]
 
 
 class RunStart:
-    """A run that is starting: its id, its workflow's name, its inputs and tags.
+    """A run (or an attempt of a resumed run) that is starting.
 
     Attributes:
         run_id: The run's id (the result will carry it).
         workflow: The workflow's name.
         inputs: The inputs it was given.
         tags: The labels it was given.
+        session_id: The session it belongs to, if any.
+        attempt: 1, then one more at each resume.
+        resumed_from: The trace of the attempt it resumes, when known.
+        traceparent: The caller's W3C ``traceparent``, if any.
     """
 
-    __slots__ = ("inputs", "run_id", "tags", "workflow")
+    __slots__ = (
+        "attempt",
+        "inputs",
+        "resumed_from",
+        "run_id",
+        "session_id",
+        "tags",
+        "traceparent",
+        "workflow",
+    )
 
     def __init__(
-        self, run_id: str, workflow: str, inputs: dict[str, object], tags: dict[str, str]
+        self,
+        run_id: str,
+        workflow: str,
+        inputs: dict[str, object],
+        tags: dict[str, str],
+        *,
+        session_id: str | None = None,
+        attempt: int = 1,
+        resumed_from: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
         self.run_id = run_id
         self.workflow = workflow
         self.inputs = inputs
         self.tags = tags
+        self.session_id = session_id
+        self.attempt = attempt
+        self.resumed_from = resumed_from
+        self.traceparent = traceparent
 
 
 @runtime_checkable

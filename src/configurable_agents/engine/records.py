@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..pricing import Price, TokenUsage
+from .events import WaitingFor
 
 __all__ = [
     "FailedAttempt",
@@ -17,6 +18,7 @@ __all__ = [
     "NodeRecord",
     "RunResult",
     "RunStatus",
+    "Spend",
     "ToolCallRecord",
 ]
 
@@ -29,6 +31,8 @@ class RunStatus(StrEnum):
     BUDGET_EXCEEDED = "budget_exceeded"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    WAITING = "waiting"
+    """Paused for a person (a `human` node or `interrupt_before`); `resume` goes on."""
 
 
 @dataclass
@@ -221,6 +225,61 @@ class NodeRecord:
         return data
 
 
+_TOKEN_KINDS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens",
+                "reasoning_tokens")  # fmt: skip
+
+
+@dataclass
+class Spend:
+    """What calls cost, carried from one attempt of a run to the next.
+
+    Attributes:
+        cost_usd: Cost of the priced calls.
+        usage: Tokens.
+        calls: Model calls made.
+        unpriced: Whether a model call had no known price.
+    """
+
+    cost_usd: Decimal = Decimal(0)
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    calls: int = 0
+    unpriced: bool = False
+
+    def __add__(self, other: Spend) -> Spend:
+        return Spend(
+            self.cost_usd + other.cost_usd,
+            self.usage + other.usage,
+            self.calls + other.calls,
+            self.unpriced or other.unpriced,
+        )
+
+    @classmethod
+    def of(cls, record: NodeRecord) -> Spend:
+        """What one node execution spent."""
+        return cls(record.known_cost_usd, record.usage, len(record.calls), record.unpriced)
+
+    @classmethod
+    def of_records(cls, records: list[NodeRecord]) -> Spend:
+        """What the node executions spent."""
+        return sum((cls.of(record) for record in records), cls())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the cost as a string, exact)."""
+        return {
+            "cost_usd": str(self.cost_usd),
+            **{kind: getattr(self.usage, kind) for kind in _TOKEN_KINDS},
+            "calls": self.calls,
+            "unpriced": self.unpriced,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Spend:
+        """The inverse of :meth:`to_dict`."""
+        usage = TokenUsage(**{k: int(data.get(k, 0)) for k in _TOKEN_KINDS})
+        return cls(Decimal(str(data.get("cost_usd", "0"))), usage, int(data.get("calls", 0)),
+                   bool(data.get("unpriced", False)))  # fmt: skip
+
+
 @dataclass
 class RunResult:
     """The outcome of :func:`configurable_agents.run_workflow`; partial if the run did not succeed.
@@ -238,6 +297,13 @@ class RunResult:
         inputs: The inputs the run was given.
         tags: Labels the run was given.
         trace_id: The MLflow trace of the run (``tr-...``), when it is recorded.
+        session_id: The session the run belongs to, if any.
+        attempt: 1 for a first run, then one more at each resume.
+        resumed_from: The trace of the attempt this one resumed, when known.
+        earlier: What the earlier attempts of a resumed run spent (their calls are never made
+            again): :attr:`cost_usd` and :attr:`usage` include it, :attr:`records` do not.
+        waiting: What a `waiting` run waits for.
+        traceparent: The caller's W3C ``traceparent`` the run continues, if any.
     """
 
     run_id: str
@@ -252,22 +318,38 @@ class RunResult:
     inputs: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     trace_id: str | None = None
+    session_id: str | None = None
+    attempt: int = 1
+    resumed_from: str | None = None
+    earlier: Spend = field(default_factory=lambda: Spend())
+    waiting: list[WaitingFor] = field(default_factory=list)
+    traceparent: str | None = None
 
     @property
-    def usage(self) -> TokenUsage:
-        """Tokens of the whole run."""
+    def attempt_usage(self) -> TokenUsage:
+        """Tokens of this attempt's calls (what its trace records)."""
         return sum((record.usage for record in self.records), TokenUsage())
 
     @property
-    def cost_usd(self) -> Decimal:
-        """Cost of the priced model calls and the tool calls of the run (see :attr:`unpriced`
-        for the others)."""
+    def attempt_cost_usd(self) -> Decimal:
+        """Cost of this attempt's priced model calls and tool calls (what its trace records)."""
         return sum((r.known_cost_usd for r in self.records), Decimal(0))
+
+    @property
+    def usage(self) -> TokenUsage:
+        """Tokens of the whole run, earlier attempts included."""
+        return self.earlier.usage + self.attempt_usage
+
+    @property
+    def cost_usd(self) -> Decimal:
+        """Cost of the priced model calls and the tool calls of the whole run, earlier attempts
+        included (see :attr:`unpriced` for the others)."""
+        return self.earlier.cost_usd + self.attempt_cost_usd
 
     @property
     def unpriced(self) -> bool:
         """Whether some model of the run has no known price (so its cost is not in the total)."""
-        return any(r.unpriced for r in self.records)
+        return self.earlier.unpriced or any(r.unpriced for r in self.records)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as written by ``run -o``."""
@@ -288,6 +370,10 @@ class RunResult:
                 "cached": usage.cached_tokens,
                 "reasoning": usage.reasoning_tokens,
             },
+            "session_id": self.session_id,
+            "attempt": self.attempt,
+            "resumed_from": self.resumed_from,
+            "waiting": [w.to_dict() for w in self.waiting],
             "outputs": self.outputs,
             "state": self.state,
             "nodes": [record.to_dict() for record in self.records],

@@ -7,8 +7,8 @@ records and its spend so far.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -20,12 +20,20 @@ from ..config.loader import Workflow, load_workflow
 from ..llm.outputs import FINAL_ANSWER, output_model
 from ..llm.settings import parse_llm_override, resolve_llm
 from ..pricing import PriceBook, PricingError, TokenUsage, load_price_book
-from .calls import describe_error
-from .context import BudgetExceeded, NodeFailed, RunContext, tell
+from .attempt import Attempt, execute
+from .durable import (
+    DurableStore,
+    ResumeError,
+    checkpoints_enabled,
+    open_store,
+    session_fields,
+    store_uri,
+)
+from .events import EventListener
 from .inputs import check_inputs
 from .node import NodePlan
-from .observe import RunObserver, RunStart
-from .records import NodeRecord, RunResult, RunStatus
+from .observe import RunObserver
+from .records import NodeRecord, RunResult
 
 T = TypeVar("T")
 
@@ -63,11 +71,14 @@ def _plans(
             )
             problems.setdefault(problem, []).append(node.id)
         settings = resolve_llm(config.llm, node, override)
+        if node.type == "human":
+            settings = dataclasses.replace(settings, provider="mock", model="human")
         try:
             check_provider(settings, env)
         except ProviderError as exc:
             problems.setdefault(str(exc), []).append(node.id)
-        if config.execution.max_cost_usd is not None and not _priced(prices, settings):
+        budget = config.execution.max_cost_usd is not None and node.type != "human"
+        if budget and not _priced(prices, settings):
             problem = (
                 f"max_cost_usd is set but {settings.provider}/{settings.model} has no known "
                 "price, so the budget cannot be enforced"
@@ -122,13 +133,6 @@ def outputs_of(workflow: Workflow, state: dict[str, Any]) -> dict[str, Any]:
     return {name: state[name] for name in workflow.fields if name in written and name in state}
 
 
-def _failure(ctx: RunContext, exc: BaseException) -> str:
-    """One line for a run that failed on ``exc``, naming the node that failed if one did."""
-    failed = next((r for r in reversed(ctx.records) if r.error), None)
-    where = f"node {failed.node_id!r}: " if failed else ""
-    return f"{where}{describe_error(exc)}"
-
-
 @dataclass
 class PreparedWorkflow:
     """A workflow checked against its providers and tools and compiled once, ready for many runs.
@@ -181,74 +185,90 @@ class PreparedWorkflow:
         tags: Mapping[str, str] | None = None,
         on_record: Callable[[NodeRecord], None] | None = None,
         run_id: str | None = None,
+        session_id: str | None = None,
+        on_event: EventListener | None = None,
+        traceparent: str | None = None,
     ) -> RunResult:
-        """Run once; see :func:`run_workflow`. ``run_id`` names the run (default: a new id)."""
-        from langgraph.errors import GraphRecursionError
-
-        from .graph import CONTEXT_KEY
-
+        """Run once; see :func:`run_workflow`. ``run_id`` names the run (default: a new id);
+        ``session_id`` puts it in a session (whose `scope: session` fields it reads and
+        writes); ``on_event`` is told of each step as it happens; ``traceparent`` (W3C) is
+        the caller's trace, which the run's spans continue."""
         workflow = self.workflow
         state = check_inputs(workflow, inputs or {})
         run_id = run_id or uuid.uuid4().hex
-        tags = dict(tags or {})
-        observers = list(self.observers)
-        tell(observers, "run_started", RunStart(run_id, workflow.name, dict(inputs or {}), tags))
+        durable = checkpoints_enabled(workflow)
+        if durable and session_id is None:
+            session_id = run_id  # the attempts of a durable run share a session
+        attempt = Attempt(
+            run_id,
+            dict(inputs or {}),
+            dict(tags or {}),
+            dict(state),
+            state,
+            session_id=session_id,
+            traceparent=traceparent,
+            durable=durable,
+        )
+        if not durable and not (session_id and session_fields(workflow)):
+            return await self._execute(attempt, None, on_record, on_event)
+        async with open_store(store_uri(workflow, self.env)) as store:
+            if session_id and session_fields(workflow):
+                remembered = await store.session(session_id, workflow.name)
+                given = set(inputs or {})
+                kept = {
+                    k: v
+                    for k, v in remembered.items()
+                    if k in session_fields(workflow) and k not in given
+                }
+                attempt.state.update(kept)
+                attempt.graph_input = attempt.state
+            return await self._execute(attempt, store, on_record, on_event)
+
+    async def aresume(
+        self,
+        run_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        on_record: Callable[[NodeRecord], None] | None = None,
+        on_event: EventListener | None = None,
+        traceparent: str | None = None,
+    ) -> RunResult:
+        """Go on with run ``run_id`` from its last checkpoint: a run that failed, timed out,
+        reached its budget, was interrupted or cancelled, or waits for a person (``inputs``
+        answer it). Calls that completed are never made again; the result's cost and tokens
+        are the whole run's.
+
+        Raises:
+            ResumeError: the run is unknown, has nothing left to do, or the workflow keeps no
+                checkpoints.
+            ResumeInputError: ``inputs`` do not fit what the run waits for (nothing changed).
+        """
+        from .resume import plan_resume
+
+        if not checkpoints_enabled(self.workflow):
+            raise ResumeError(
+                f"workflow {self.workflow.name!r} keeps no checkpoints: set "
+                "config.execution.checkpoints.enabled: true to make its runs resumable"
+            )
+        async with open_store(store_uri(self.workflow, self.env)) as store:
+            graph = self.graph.copy(update={"checkpointer": store.saver})
+            attempt = await plan_resume(self, graph, store, run_id, dict(inputs or {}))
+            attempt.tags.update(tags or {})
+            attempt.traceparent = traceparent
+            return await self._execute(attempt, store, on_record, on_event)
+
+    async def _execute(
+        self,
+        attempt: Attempt,
+        store: DurableStore | None,
+        on_record: Callable[[NodeRecord], None] | None,
+        on_event: EventListener | None,
+    ) -> RunResult:
         models = self._models.setdefault(asyncio.get_running_loop(), {})
-        ctx = RunContext(
-            workflow,
-            env=self.env,
-            prices=self.prices,
-            on_record=on_record,
-            models=models,
-            observers=observers,
+        return await execute(
+            self, attempt, store=store, on_record=on_record, on_event=on_event, models=models
         )
-        ctx.state = dict(state)
-        execution = workflow.config.config.execution
-        run_config = {
-            "recursion_limit": execution.recursion_limit,
-            "configurable": {CONTEXT_KEY: ctx},
-        }
-        started = time.perf_counter()
-        started_ns = time.time_ns()
-        status, error = RunStatus.SUCCESS, None
-        deadline = asyncio.timeout(execution.timeout)
-        try:
-            async with deadline:
-                final = await self.graph.ainvoke(state, run_config)
-            ctx.state = {k: v for k, v in final.items() if k in workflow.fields}
-        except BudgetExceeded as exc:
-            status, error = RunStatus.BUDGET_EXCEEDED, str(exc)
-        except TimeoutError as exc:
-            if deadline.expired() and execution.timeout is not None:
-                status = RunStatus.TIMEOUT
-                error = f"run timed out after {execution.timeout:g} s (execution.timeout)"
-            else:  # a timeout of some call inside the run, not the run's own limit
-                status, error = RunStatus.FAILED, _failure(ctx, exc)
-        except asyncio.CancelledError:
-            status, error = RunStatus.CANCELLED, "run cancelled"
-        except GraphRecursionError:
-            status = RunStatus.FAILED
-            error = f"recursion_limit of {execution.recursion_limit} steps reached"
-        except NodeFailed as exc:
-            status, error = RunStatus.FAILED, str(exc)
-        except Exception as exc:
-            status, error = RunStatus.FAILED, _failure(ctx, exc)
-        state_out = {k: v for k, v in ctx.state.items() if k in workflow.fields}
-        result = RunResult(
-            run_id=run_id,
-            workflow=workflow.name,
-            status=status,
-            state=state_out,
-            outputs=outputs_of(workflow, state_out),
-            records=list(ctx.records),
-            error=error,
-            duration_s=time.perf_counter() - started,
-            started_ns=started_ns,
-            inputs=dict(inputs or {}),
-            tags=tags,
-        )
-        tell(observers, "run_finished", result)
-        return result
 
 
 def prepare_workflow(

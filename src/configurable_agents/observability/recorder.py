@@ -34,7 +34,7 @@ from . import layout
 from .context import Parent, current, same_store
 from .models import FILE_KEY, VERSION_KEY, describe, workflow_file
 from .redact import make_scrubber
-from .spans import build_trace
+from .spans import attempt_unpriced, build_trace, run_tags
 from .spool import Spool
 from .writer import BackgroundWriter, drain
 
@@ -99,7 +99,9 @@ def _unwritable(uri: str) -> str | None:
     return None
 
 
-_RUN_STATUS = {"success": "FINISHED", "cancelled": "KILLED"}
+_RUN_STATUS = {"success": "FINISHED", "cancelled": "KILLED", "waiting": "FINISHED"}
+"""MLflow run status by run status (else FAILED); a `waiting` attempt ended as it should, and
+its `run_status` tag says it waits."""
 
 
 def tracking_uri(config: MlflowConfig, env: Mapping[str, str]) -> str:
@@ -378,7 +380,7 @@ class Recorder(NullObserver):
 
     def _run_record(self, result: RunResult, trace_id: str) -> dict[str, Any]:
         flow = self.workflow.config.flow
-        usage = result.usage
+        usage = result.attempt_usage
         nodes: dict[str, dict[str, Any]] = defaultdict(
             lambda: {"tokens": 0, "cost_usd": 0.0, "duration_ms": 0.0, "model": None}
         )
@@ -392,7 +394,7 @@ class Recorder(NullObserver):
             elif entry["cost_usd"] is not None:
                 entry["cost_usd"] += float(record.cost_usd)
         metrics: dict[str, float] = {
-            layout.METRIC_TOTAL_COST: float(result.cost_usd),
+            layout.METRIC_TOTAL_COST: float(result.attempt_cost_usd),
             layout.METRIC_TOTAL_TOKENS: usage.total_tokens,
             "prompt_tokens": usage.input_tokens,
             "completion_tokens": usage.output_tokens,
@@ -423,8 +425,8 @@ class Recorder(NullObserver):
                 "completion_tokens": usage.output_tokens,
                 "total_tokens": usage.total_tokens,
             },
-            "total_cost_usd": float(result.cost_usd),
-            "unpriced": result.unpriced,
+            "total_cost_usd": float(result.attempt_cost_usd),
+            "unpriced": attempt_unpriced(result),
             "node_breakdown": dict(nodes),
         }
         return {
@@ -437,6 +439,7 @@ class Recorder(NullObserver):
             "tags": {
                 **self._scrub_values(self.config.tags),
                 **result.tags,  # scrubbed by `record`
+                **run_tags(result),
                 layout.TAG_WORKFLOW: flow.name,
                 layout.RUN_TAG_STATUS: result.status.value,
                 layout.RUN_TAG_RUN_ID: result.run_id,
@@ -460,7 +463,12 @@ class Recorder(NullObserver):
                 {"node": r.node_id, "prompt": r.prompt, "replies": [c.reply for c in r.calls]}
                 for r in result.records
             ]
-        if result.status.value != "success":
+        if result.status.value == "waiting":
+            artifacts["waiting.json"] = {
+                "waiting": [w.to_dict() for w in result.waiting],
+                "state": result.state,
+            }
+        elif result.status.value != "success":
             artifacts["error.json"] = {
                 "status": result.status.value,
                 "error": result.error,

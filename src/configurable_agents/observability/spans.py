@@ -4,9 +4,12 @@ The dictionaries have the shape of ``mlflow.entities.Span.to_dict()`` (attribute
 encoded), so that they can wait in the spool as JSON and become MLflow spans with
 ``Span.from_dict`` in the writer. Building them imports nothing from MLflow.
 
-One trace per run: a root span ``workflow_<name>``, an ``AGENT`` span per node execution, a
-``CHAT_MODEL`` span per model call (token usage, cost, model and provider in MLflow's own
-attributes) and a ``TOOL`` span per tool call. Each failed attempt of a model call (a timeout, a
+One trace per run, and per attempt of a resumed run (its totals are the attempt's; its tags name
+the attempt and the trace it resumed): a root span ``workflow_<name>`` (with the run's session
+as ``session.id``, which MLflow makes the trace's session), an ``AGENT`` span per node execution
+(named after the node's display `name` when it has one), a ``CHAT_MODEL`` span per model call
+(token usage, cost, model and provider in MLflow's own attributes) and a ``TOOL`` span per tool
+call. Each failed attempt of a model call (a timeout, a
 transient error that was retried) is an ``ERROR`` child of the call's span, with its duration.
 
 With autolog, the LangChain runs captured during a call (``engine.capture``) join the trace: the
@@ -36,8 +39,9 @@ from ..pricing import Price
 from . import layout
 from .layout import PROMPTS_ATTRIBUTE
 from .models import HASH_ATTRIBUTE, workflow_hash
+from .traceparent import parse_traceparent
 
-__all__ = ["TraceSpans", "build_trace", "span_dict"]
+__all__ = ["TraceSpans", "attempt_unpriced", "build_trace", "run_tags", "session_of", "span_dict"]
 
 Scrub = Callable[[Any], Any]
 TraceSpans = tuple[str, list[dict[str, Any]]]
@@ -168,10 +172,12 @@ def build_trace(
         layout.TAG_WORKFLOW_VERSION: flow.version or "",
         layout.TAG_STATUS: result.status.value,
         layout.TRACE_NAME: flow.name,  # reports group by trace name (query_trace_metrics)
-        layout.TAG_UNPRICED: "true" if result.unpriced else "false",
+        layout.TAG_UNPRICED: "true" if attempt_unpriced(result) else "false",
         **result.tags,
+        **run_tags(result),
     }
-    usage = result.usage
+    usage = result.attempt_usage  # the earlier attempts' calls are in their own traces
+    waiting = result.status.value == "waiting"
     root_attributes: dict[str, Any] = {
         "mlflow.spanInputs": result.inputs,
         "mlflow.spanOutputs": result.outputs,
@@ -181,11 +187,14 @@ def build_trace(
         "workflow.node_count": len(workflow.config.nodes),
         "workflow.run_id": result.run_id,
         "workflow.status": result.status.value,
-        layout.SPAN_TOTAL_COST: float(result.cost_usd),
+        layout.SPAN_TOTAL_COST: float(result.attempt_cost_usd),
         "workflow.total_tokens": usage.total_tokens,
-        "workflow.unpriced": result.unpriced,
+        "workflow.unpriced": attempt_unpriced(result),
         "user.id": result.tags.get("user_id"),
-        "session.id": result.tags.get("session_id"),
+        layout.SPAN_SESSION: session_of(result),
+        layout.SPAN_ATTEMPT: result.attempt,
+        layout.SPAN_RESUMED_FROM: result.resumed_from,
+        layout.SPAN_WAITING: [_waiting(builder, w.to_dict()) for w in result.waiting] or None,
     }
     root_attributes.update({f"mlflow.traceTag.{k}": str(v) for k, v in tags.items()})
     if workflow.prompt_versions:
@@ -197,19 +206,57 @@ def build_trace(
         result.duration_s,
         parent_hex,
         root_attributes,
-        result.error if result.status.value != "success" else None,
+        None if result.status.value == "success" or waiting else result.error,
     )
+    labels = {node.id: node.name for node in workflow.config.nodes if node.name}
     for record in result.records:
-        _node_spans(builder, record, root, workflow.prompt_versions.get(record.node_id))
+        prompt = workflow.prompt_versions.get(record.node_id)
+        _node_spans(builder, record, root, prompt, labels.get(record.node_id))
     return builder.trace_id, builder.spans
 
 
-def _node_spans(builder: _Builder, record: NodeRecord, root: str, prompt: str | None) -> None:
+def attempt_unpriced(result: RunResult) -> bool:
+    """Whether a model call of this attempt had no known price (its trace's totals miss it)."""
+    return any(record.unpriced for record in result.records)
+
+
+def session_of(result: RunResult) -> str | None:
+    """The run's session: its ``session_id``, else its ``session_id`` tag (the older way)."""
+    return result.session_id or result.tags.get("session_id") or None
+
+
+def run_tags(result: RunResult) -> dict[str, str]:
+    """The trace (and run) tags of a resumed run and of a run in a caller's W3C trace:
+    :data:`~.layout.TAG_ATTEMPT`, :data:`~.layout.TAG_RESUMED_FROM`,
+    :data:`~.layout.TAG_PARENT_TRACE` and :data:`~.layout.TAG_PARENT_SPAN`, those that apply."""
+    tags: dict[str, str] = {}
+    if result.attempt > 1:
+        tags[layout.TAG_ATTEMPT] = str(result.attempt)
+        if result.resumed_from:
+            tags[layout.TAG_RESUMED_FROM] = result.resumed_from
+    caller = parse_traceparent(result.traceparent)
+    if caller is not None:
+        tags[layout.TAG_PARENT_TRACE] = caller.trace_id
+        tags[layout.TAG_PARENT_SPAN] = caller.span_id
+    return tags
+
+
+def _waiting(builder: _Builder, waiting: dict[str, Any]) -> dict[str, Any]:
+    """What a waiting run waits for; the prompt shown to the person only with `log_prompts`."""
+    if not builder.log_prompts:
+        waiting = {k: v for k, v in waiting.items() if k != "prompt"}
+    return waiting
+
+
+def _node_spans(
+    builder: _Builder, record: NodeRecord, root: str, prompt: str | None, label: str | None
+) -> None:
     attributes = {
         **_prompt_attributes(prompt),
         "mlflow.spanInputs": builder.prompts({"prompt": record.prompt}),
         "mlflow.spanOutputs": record.output,
         "node.id": record.node_id,
+        layout.SPAN_NODE_LABEL: label,
         "node.iteration": record.iteration,
         "node.item_index": record.item_index,
         "node.model_calls": record.model_calls,
@@ -217,7 +264,7 @@ def _node_spans(builder: _Builder, record: NodeRecord, root: str, prompt: str | 
         "node.price_source": record.price_source,
     }
     node = builder.add(
-        record.node_id,
+        label or record.node_id,
         "AGENT",
         record.started_ns,
         record.duration_s,
