@@ -22,7 +22,18 @@ if TYPE_CHECKING:
         load_workflow,
         validate_workflow,
     )
-    from .engine import InputError, NodeRecord, PreparedWorkflow, RunResult, RunStatus, SetupError
+    from .engine import (
+        InputError,
+        NodeRecord,
+        PreparedWorkflow,
+        ResumeError,
+        ResumeInputError,
+        RunEvent,
+        RunResult,
+        RunStatus,
+        SetupError,
+        WaitingFor,
+    )
     from .evaluation import EvaluationResult, evaluate
     from .reports import CostReport, ReportQuery, cost_report, list_runs, profile_run
 
@@ -40,7 +51,18 @@ _HOMES = {
         ".config",
     ),
     **dict.fromkeys(
-        ("InputError", "NodeRecord", "PreparedWorkflow", "RunResult", "RunStatus", "SetupError"),
+        (
+            "InputError",
+            "NodeRecord",
+            "PreparedWorkflow",
+            "ResumeError",
+            "ResumeInputError",
+            "RunEvent",
+            "RunResult",
+            "RunStatus",
+            "SetupError",
+            "WaitingFor",
+        ),
         ".engine",
     ),
     **dict.fromkeys(("arun_workflow", "prepare_workflow", "run_workflow"), ".api"),
@@ -60,9 +82,13 @@ __all__ = [
     "NodeRecord",
     "PreparedWorkflow",
     "ReportQuery",
+    "ResumeError",
+    "ResumeInputError",
+    "RunEvent",
     "RunResult",
     "RunStatus",
     "SetupError",
+    "WaitingFor",
     "Workflow",
     "WorkflowConfig",
     "WorkflowValidationError",

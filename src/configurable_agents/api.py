@@ -15,6 +15,7 @@ from typing import Any
 from .config.loader import Workflow
 from .engine import NodeRecord, PreparedWorkflow, RunObserver, RunResult, check_inputs, load
 from .engine import prepare_workflow as prepare_engine
+from .engine.events import EventListener
 
 __all__ = ["TRACING_ENV", "arun_workflow", "observers_for", "prepare_workflow", "run_workflow"]
 
@@ -92,12 +93,33 @@ async def arun_workflow(
     env: Mapping[str, str] | None = None,
     on_record: Callable[[NodeRecord], None] | None = None,
     trace: bool | None = None,
+    resume: str | None = None,
+    session_id: str | None = None,
+    on_event: EventListener | None = None,
+    traceparent: str | None = None,
 ) -> RunResult:
     """Run a workflow and return its result; see :func:`run_workflow`."""
     workflow = load(workflow_or_path)
-    check_inputs(workflow, inputs or {})
+    if resume is None:
+        check_inputs(workflow, inputs or {})
     prepared = prepare_workflow(workflow, llm=llm, env=env, trace=trace)
-    return await prepared.arun(inputs, tags=tags, on_record=on_record)
+    if resume is not None:
+        return await prepared.aresume(
+            resume,
+            inputs,
+            tags=tags,
+            on_record=on_record,
+            on_event=on_event,
+            traceparent=traceparent,
+        )
+    return await prepared.arun(
+        inputs,
+        tags=tags,
+        on_record=on_record,
+        session_id=session_id,
+        on_event=on_event,
+        traceparent=traceparent,
+    )
 
 
 def run_workflow(
@@ -109,8 +131,12 @@ def run_workflow(
     env: Mapping[str, str] | None = None,
     on_record: Callable[[NodeRecord], None] | None = None,
     trace: bool | None = None,
+    resume: str | None = None,
+    session_id: str | None = None,
+    on_event: EventListener | None = None,
+    traceparent: str | None = None,
 ) -> RunResult:
-    """Run a workflow to completion.
+    """Run a workflow to completion (or until it waits for a person).
 
     Args:
         workflow_or_path: A loaded :class:`Workflow` or the path of a workflow file.
@@ -122,6 +148,13 @@ def run_workflow(
         on_record: Called with each node execution's record as it finishes.
         trace: Record the run in MLflow (``True``) or not (``False``) whatever the workflow's
             `config.observability.mlflow.enabled` says; ``None`` follows the config.
+        resume: The id of a run to go on with from its last checkpoint (a failed, timed-out,
+            interrupted or waiting run); ``inputs`` then answer what it waits for. Calls that
+            completed are not made again; the result's cost and tokens are the whole run's.
+        session_id: The session the run belongs to: its traces are grouped by it, and its
+            `scope: session` fields carry over from the session's previous run.
+        on_event: Told of each step of the run as it happens (:class:`RunEvent`).
+        traceparent: A W3C ``traceparent`` whose trace the run's spans continue.
 
     A recorded run that starts inside an open span of the caller (``@mlflow.trace``,
     ``mlflow.start_span``, ``configurable_agents.tracing.trace``) whose trace is in the same
@@ -135,9 +168,21 @@ def run_workflow(
         WorkflowValidationError: the workflow file is invalid.
         InputError: the inputs do not fit the workflow's state.
         SetupError: a provider or tool cannot be used (nothing was called).
+        ResumeError: ``resume`` names a run that cannot be resumed.
+        ResumeInputError: ``inputs`` do not fit what the resumed run waits for.
     """
     return asyncio.run(
         arun_workflow(
-            workflow_or_path, inputs, llm=llm, tags=tags, env=env, on_record=on_record, trace=trace
+            workflow_or_path,
+            inputs,
+            llm=llm,
+            tags=tags,
+            env=env,
+            on_record=on_record,
+            trace=trace,
+            resume=resume,
+            session_id=session_id,
+            on_event=on_event,
+            traceparent=traceparent,
         )
     )

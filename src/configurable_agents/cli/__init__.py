@@ -4,7 +4,8 @@ Exit codes (each command's help lists its own):
 
 - ``validate``: 0 valid, 1 invalid, 2 usage error.
 - ``run``: 0 success, 1 failed, 2 bad input (an invalid workflow included), 3 budget exceeded,
-  4 timeout, 130 interrupted.
+  4 timeout, 6 waiting for a person, 130 interrupted.
+- ``resume``: as ``run``; 2 also for a run that cannot be resumed or an answer that does not fit.
 - ``batch``: 0 every row succeeded, 1 some failed, 2 bad input, 3 budget reached, 130 interrupted.
 - ``eval``: 0 `pass_if` holds (without one: every row ran and succeeded), 1 it does not, 2 bad
   input, 3 budget reached, 130 interrupted.
@@ -32,6 +33,7 @@ from . import (
     observability,
     prompts,
     report,
+    resume,
     run,
     serve,
     validate,
@@ -58,6 +60,7 @@ for _command in (
     validate.schema,
     validate.graph,
     run.run,
+    resume.resume,
     batch.batch,
     evaluate.evaluate,
     serve.serve,

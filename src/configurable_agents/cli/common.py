@@ -33,7 +33,14 @@ __all__ = [
 FILE = click.Path(path_type=Path, dir_okay=True)
 """A workflow file argument. Existence is checked when it is read, with a located error."""
 
-EXIT_CODES = {"success": 0, "failed": 1, "budget_exceeded": 3, "timeout": 4, "cancelled": 130}
+EXIT_CODES = {
+    "success": 0,
+    "failed": 1,
+    "budget_exceeded": 3,
+    "timeout": 4,
+    "waiting": 6,
+    "cancelled": 130,
+}
 """Exit code of `run` for each run status."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +26,12 @@ from .common import (
 
 if TYPE_CHECKING:
     from ..config.loader import Workflow
-    from ..engine import PreparedWorkflow, RunResult
+    from ..engine import NodeRecord, PreparedWorkflow, RunResult
 
-__all__ = ["run", "run_metrics"]
+__all__ = ["finish", "parse_inputs", "run", "run_live", "run_metrics"]
+
+Start = Callable[["Callable[[NodeRecord], None]"], Awaitable["RunResult"]]
+"""Starts the run, given the display's record listener."""
 
 
 @click.command()
@@ -46,6 +50,12 @@ __all__ = ["run", "run_metrics"]
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the result as JSON.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Label the run.")
+@click.option(
+    "--session",
+    metavar="ID",
+    help="Put the run in this session: MLflow groups its traces, and `scope: session` fields "
+    "carry over from the session's previous run.",
+)
 @click.option("--trace", is_flag=True, help="Record this run in MLflow (whatever the file says).")
 @click.option(
     "--wait",
@@ -62,41 +72,78 @@ def run(
     llm: str | None,
     output: Path | None,
     tags: tuple[str, ...],
+    session: str | None,
     trace: bool,
     wait: bool,
     verbose: bool,
 ) -> None:
     """Run a workflow FILE and print its outputs as JSON.
 
-    Exit codes: 0 success, 1 failed, 2 bad input, 3 budget exceeded, 4 timeout, 130 interrupted.
+    Exit codes: 0 success, 1 failed, 2 bad input, 3 budget exceeded, 4 timeout, 6 waiting for
+    a person (`resume` goes on), 130 interrupted.
     """
     from ..api import prepare_workflow
     from ..engine import InputError, SetupError, check_inputs
 
     workflow = runnable(file, llm)
-    inputs = _parse_inputs(workflow, pairs, input_file)
+    inputs = parse_inputs(workflow, pairs, input_file)
+    labels = parse_tags(tags)
     try:
         check_inputs(workflow, inputs)
         prepared = prepare_workflow(workflow, llm=llm, trace=trace or None)
     except (InputError, SetupError) as exc:
         fail_input(str(exc))
-    result, interrupted = _execute(prepared, inputs, tags, verbose)
+
+    def start(on_record: Callable[[NodeRecord], None]) -> Awaitable[RunResult]:
+        return prepared.arun(inputs, tags=labels, on_record=on_record, session_id=session)
+
+    finish(prepared, file, run_live(prepared, start, verbose), output, wait)
+
+
+def finish(
+    prepared: PreparedWorkflow,
+    file: Path,
+    outcome: tuple[RunResult | None, bool],
+    output: Path | None,
+    wait: bool,
+) -> None:
+    """Report a run (or a resumed attempt) and exit with its status's code."""
+    from ..engine.durable import checkpoints_enabled
+
+    result, interrupted = outcome
     if result is None:
         click.echo("interrupted before the run started", err=True)
         sys.exit(130)
     _report(result, prepared, output, wait)
+    if result.waiting:
+        _say_waiting(result, file)
+    elif result.status.value != "success" and checkpoints_enabled(prepared.workflow):
+        click.echo(f"resume it: configurable-agents resume {file} {result.run_id}", err=True)
     sys.exit(130 if interrupted else EXIT_CODES[result.status.value])
 
 
-def _execute(
-    prepared: PreparedWorkflow, inputs: dict[str, Any], tags: tuple[str, ...], verbose: bool
+def _say_waiting(result: RunResult, file: Path) -> None:
+    """Tell the person what the run waits for and how to go on."""
+    for waiting in result.waiting:
+        where = f" (item {waiting.item_index})" if waiting.item_index is not None else ""
+        click.echo(f"waiting for {waiting.kind} at node {waiting.node!r}{where}: "
+                   f"{waiting.prompt}", err=True)  # fmt: skip
+        names = list(waiting.outputs.get("properties") or {})
+        given = " ".join(f"-i {name}=..." for name in names) if names else ""
+        if waiting.kind == "approval":
+            given = "(or -i approved=false to decline)"
+        click.echo(f"resume it: configurable-agents resume {file} {result.run_id} {given}".rstrip(),
+                   err=True)  # fmt: skip
+
+
+def run_live(
+    prepared: PreparedWorkflow, start: Start, verbose: bool
 ) -> tuple[RunResult | None, bool]:
-    """Run ``prepared`` under the live display (and its metrics endpoint, if configured).
+    """Run ``start`` under the live display (and the metrics endpoint, if configured).
 
     Args:
         prepared: The workflow to run.
-        inputs: The state fields' initial values.
-        tags: The ``--tag`` options, parsed once the run starts.
+        start: Starts the run (or the resumed attempt) with the display's record listener.
         verbose: Show prompts, tool calls and outputs.
 
     Returns:
@@ -114,9 +161,7 @@ def _execute(
     with active, RunDisplay(prepared.workflow.name, verbose=verbose) as display:
 
         async def main() -> None:
-            holder["result"] = await prepared.arun(
-                inputs, tags=parse_tags(tags), on_record=display.on_record
-            )
+            holder["result"] = await start(display.on_record)
 
         try:
             asyncio.run(main())
@@ -154,8 +199,11 @@ def _report(result: RunResult, prepared: PreparedWorkflow, output: Path | None, 
     click.echo(closing_line(result), err=True)
 
 
-def _parse_inputs(
-    workflow: Workflow, pairs: tuple[str, ...], input_file: Path | None
+def parse_inputs(
+    workflow: Workflow,
+    pairs: tuple[str, ...],
+    input_file: Path | None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``--input-file`` values, then the ``--input KEY=VALUE`` ones, coerced to the fields'
     types; exit 2 on a bad one.
@@ -164,6 +212,7 @@ def _parse_inputs(
         workflow: The workflow whose state fields are given.
         pairs: The ``--input`` options.
         input_file: The ``--input-file`` option, if given.
+        extra: Names that are not state fields but may be given, with their field spec.
 
     Returns:
         Each field's value.
@@ -179,7 +228,7 @@ def _parse_inputs(
         name = name.strip()
         if not sep or not name:
             fail_input(f"--input {pair!r}: expected key=value")
-        spec = workflow.fields.get(name)
+        spec = workflow.fields.get(name) or (extra or {}).get(name)
         if spec is None:
             guess = closest(name, workflow.fields)
             fail_input(

@@ -11,7 +11,8 @@ import dataclasses
 import os
 import uuid
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -244,6 +245,20 @@ class PreparedWorkflow:
                 checkpoints.
             ResumeInputError: ``inputs`` do not fit what the run waits for (nothing changed).
         """
+        async with self._resumable(run_id, inputs) as (store, attempt):
+            attempt.tags.update(tags or {})
+            attempt.traceparent = traceparent
+            return await self._execute(attempt, store, on_record, on_event)
+
+    async def acheck_resume(self, run_id: str, inputs: Mapping[str, Any] | None = None) -> None:
+        """Raise what :meth:`aresume` would raise before running anything; else nothing."""
+        async with self._resumable(run_id, inputs):
+            pass
+
+    @asynccontextmanager
+    async def _resumable(
+        self, run_id: str, inputs: Mapping[str, Any] | None
+    ) -> AsyncIterator[tuple[DurableStore, Attempt]]:
         from .resume import plan_resume
 
         if not checkpoints_enabled(self.workflow):
@@ -253,10 +268,7 @@ class PreparedWorkflow:
             )
         async with open_store(store_uri(self.workflow, self.env)) as store:
             graph = self.graph.copy(update={"checkpointer": store.saver})
-            attempt = await plan_resume(self, graph, store, run_id, dict(inputs or {}))
-            attempt.tags.update(tags or {})
-            attempt.traceparent = traceparent
-            return await self._execute(attempt, store, on_record, on_event)
+            yield store, await plan_resume(self, graph, store, run_id, dict(inputs or {}))
 
     async def _execute(
         self,

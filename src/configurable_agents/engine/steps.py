@@ -115,7 +115,7 @@ def _answered(
     record = NodeRecord(
         node_id=plan.node.id,
         provider=HUMAN_PROVIDER,
-        model="",
+        model="person",
         iteration=iteration,
         item_index=item_index,
         prompt=waiting.prompt,
