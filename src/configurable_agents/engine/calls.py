@@ -108,10 +108,13 @@ async def call_with_retries(
     config: dict[str, Any] | None = None,
     on_failure: OnFailure | None = None,
     timeout_setting: str = "llm.timeout",
+    on_chunk: Callable[[Any], None] | None = None,
 ) -> Any:
     """``runnable.ainvoke(messages, config)`` with a per-attempt timeout and up to ``retries``
     retries; ``on_failure`` is told of every attempt that failed, and ``timeout_setting`` names
-    the setting of the timeout in the error.
+    the setting of the timeout in the error. With ``on_chunk``, the reply is streamed
+    (``astream``), each chunk handed to ``on_chunk`` as it comes, and the chunks summed into
+    the reply (usage included).
 
     Raises:
         ModelCallTimeout: the last attempt ran past ``timeout``.
@@ -123,7 +126,9 @@ async def call_with_retries(
         scope = asyncio.timeout(timeout)
         try:
             async with scope:
-                return await runnable.ainvoke(list(messages), config)
+                if on_chunk is None:
+                    return await runnable.ainvoke(list(messages), config)
+                return await _streamed(runnable, messages, config, on_chunk)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -137,3 +142,19 @@ async def call_with_retries(
                 raise error from None
             attempt += 1
             await asyncio.sleep(delay)
+
+
+async def _streamed(
+    runnable: Any,
+    messages: Sequence[Any],
+    config: dict[str, Any] | None,
+    on_chunk: Callable[[Any], None],
+) -> Any:
+    """The reply of ``runnable``, streamed: chunks told to ``on_chunk`` and summed."""
+    reply = None
+    async for chunk in runnable.astream(list(messages), config):
+        on_chunk(chunk)
+        reply = chunk if reply is None else reply + chunk
+    if reply is None:
+        raise ConnectionError("the model streamed no reply")
+    return reply

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,8 @@ class NodePlan:
     output_model: type[BaseModel]
     tools: list[Any]
     max_retries: int
+    final: bool = False
+    """Whether an edge leads from the node to `END`: a live listener gets its reply's tokens."""
 
 
 def _system_prompt(workflow_name: str, plan: NodePlan) -> str:
@@ -164,6 +167,7 @@ async def _call(
                 timeout_setting=(
                     f"timeout of node {plan.node.id!r}" if plan.node.timeout else "llm.timeout"
                 ),
+                on_chunk=_token_listener(ctx, plan),
             )
         usage = TokenUsage.from_metadata(getattr(reply, "usage_metadata", None))
         call.reply = reply.tool_calls or reply.content
@@ -218,6 +222,21 @@ async def _run_tool(
         if reservation is not None:
             ctx.settle(reservation, TokenUsage(), entry.cost_usd)
     return ToolMessage(content=text, tool_call_id=call.get("id") or call["name"])
+
+
+def _token_listener(ctx: RunContext, plan: NodePlan) -> Callable[[Any], None] | None:
+    """For a final node of a run someone watches live: tells them each piece of the reply."""
+    if not (plan.final and ctx.on_event is not None):
+        return None
+
+    def token(chunk: Any) -> None:
+        text = chunk.content if isinstance(chunk.content, str) else ""
+        for call in getattr(chunk, "tool_call_chunks", None) or ():
+            text += call.get("args") or ""
+        if text:
+            ctx.emit("token", {"node": plan.node.id, "text": text})
+
+    return token
 
 
 def _feedback(reply: Any, calls: list[dict[str, Any]], problem: str) -> list[Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config.loader import Workflow, load_workflow
+from ..config.schema import END
 from ..llm.outputs import FINAL_ANSWER, output_model
 from ..llm.settings import parse_llm_override, resolve_llm
 from ..pricing import PriceBook, PricingError, TokenUsage, load_price_book
@@ -64,6 +65,7 @@ def _plans(
     config = workflow.config.config
     plans: dict[str, NodePlan] = {}
     problems: dict[str, list[str]] = {}  # problem -> nodes it affects
+    final = {e.from_ for e in workflow.config.edges if END in e.targets}
     for node in workflow.config.nodes:
         if node.prompt_ref is not None:
             problem = (
@@ -104,6 +106,7 @@ def _plans(
             max_retries=(
                 node.max_retries if node.max_retries is not None else config.execution.max_retries
             ),
+            final=node.id in final,
         )
     if problems:
         raise SetupError(
