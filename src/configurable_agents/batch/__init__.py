@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 import uuid
 from collections.abc import Callable, Mapping
@@ -32,9 +33,24 @@ def _recorder(prepared: PreparedWorkflow) -> Recorder | None:
     return prepared.observer(Recorder)
 
 
+_DONE = ("success", "waiting")
+"""Statuses of rows `--resume` leaves alone."""
+
+
+def _runs_key(prepared: PreparedWorkflow, output: Path) -> str | None:
+    """For a workflow that keeps checkpoints: what fixes its rows' run ids, so that
+    ``--resume`` finds each row's run (the output file, absolute)."""
+    from ..engine.durable import checkpoints_enabled
+
+    if not checkpoints_enabled(prepared.workflow):
+        return None
+    return hashlib.sha256(str(output.resolve()).encode()).hexdigest()[:12]
+
+
 def pending_rows(rows: list[Row], output: Path, *, resume: bool) -> tuple[list[Row], int]:
     """The rows to run and how many are skipped: with ``resume``, rows whose latest line in
-    ``output`` has status ``success`` are skipped; without it, ``output`` must not exist.
+    ``output`` has status ``success`` or ``waiting`` (a person answers it with `resume`) are
+    skipped; without it, ``output`` must not exist.
 
     Raises:
         DatasetError: ``output`` exists without ``resume``, or cannot be read.
@@ -44,7 +60,7 @@ def pending_rows(rows: list[Row], output: Path, *, resume: bool) -> tuple[list[R
             raise DatasetError(f"{output} exists; --resume continues it (or remove it)")
         return rows, 0
     try:
-        done = {i for i, line in read_results(output).items() if line.get("status") == "success"}
+        done = {i for i, line in read_results(output).items() if line.get("status") in _DONE}
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{output}: cannot read: {exc}") from None
     todo = [row for row in rows if row.id not in done]
@@ -90,8 +106,12 @@ async def run_batch(
         results = ResultsFile(output, resume=resume)
     except OSError as exc:
         raise DatasetError(f"{output}: cannot write: {exc.strerror or exc}") from None
+    if executor is None:
+        local = LocalExecutor(
+            prepared, tags, batch_id, runs_key=_runs_key(prepared, output), resume=resume
+        )
     runner = BatchRunner(
-        executor(tags, batch_id) if executor else LocalExecutor(prepared, tags, batch_id),
+        executor(tags, batch_id) if executor else local,
         todo,
         results,
         concurrency=concurrency,

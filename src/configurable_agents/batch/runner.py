@@ -8,6 +8,7 @@ queue of workers) can replace it without touching the scheduling, the budget or 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -58,6 +59,7 @@ def row_result(
         cost_usd=float(result.cost_usd),
         unpriced=result.unpriced,
         trace_id=result.trace_id,
+        run_id=result.run_id,
         duration_s=round(result.duration_s, 6),
         error=result.error,
     )  # fmt: skip
@@ -73,11 +75,26 @@ class RowExecutor(Protocol):
 
 
 class LocalExecutor:
-    """Runs rows in this process and event loop with one prepared (compiled once) workflow."""
+    """Runs rows in this process and event loop with one prepared (compiled once) workflow.
 
-    def __init__(self, prepared: PreparedWorkflow, tags: Mapping[str, str], batch_id: str) -> None:
+    With ``runs_key`` (a workflow that keeps checkpoints), each row's run id is fixed by the key
+    and the row id, and with ``resume`` a row whose run did not succeed goes on from its last
+    checkpoint instead of starting again: its completed calls are not made again.
+    """
+
+    def __init__(
+        self,
+        prepared: PreparedWorkflow,
+        tags: Mapping[str, str],
+        batch_id: str,
+        *,
+        runs_key: str | None = None,
+        resume: bool = False,
+    ) -> None:
         self.prepared = prepared
         self.tags = {**tags, BATCH_ID_TAG: batch_id}
+        self.runs_key = runs_key
+        self.resume = resume
 
     async def __call__(self, row: Row) -> dict[str, Any]:
         """Run ``row``; inputs that do not fit the state make a failed row, located."""
@@ -89,11 +106,26 @@ class LocalExecutor:
 
         if row.problem is not None:
             return row_result(row, "failed", error=f"{row.where}: {row.problem}"), None
+        tags = {**self.tags, ROW_ID_TAG: row.id}
+        run_id = None
+        if self.runs_key is not None:
+            run_id = f"{self.runs_key}-{hashlib.sha256(row.id.encode()).hexdigest()[:16]}"
         try:
-            result = await self.prepared.arun(row.inputs, tags={**self.tags, ROW_ID_TAG: row.id})
+            result = await self._go_on(run_id, tags) if run_id and self.resume else None
+            if result is None:
+                result = await self.prepared.arun(row.inputs, tags=tags, run_id=run_id)
         except InputError as exc:
             return row_result(row, "failed", error=f"{row.where}: {exc}"), None
         return row_result(row, result.status.value, result=result), result
+
+    async def _go_on(self, run_id: str, tags: dict[str, str]) -> RunResult | None:
+        """The row's run resumed from its checkpoint; None if it has none to go on from."""
+        from ..engine import ResumeError
+
+        try:
+            return await self.prepared.aresume(run_id, tags=tags)
+        except ResumeError:
+            return None
 
 
 @dataclass
