@@ -22,7 +22,7 @@ import logging
 import re
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Any
 
 from ..config.loader import Workflow
 from . import layout
+from .layout import SPAN_SESSION, TRACE_SESSION, TRACE_USER
 
 __all__ = [
     "FILE_ARTIFACT",
@@ -44,6 +45,7 @@ __all__ = [
     "list_versions",
     "log_linked_spans",
     "model_name",
+    "trace_metadata",
     "workflow_file",
     "workflow_hash",
 ]
@@ -323,8 +325,22 @@ def _trace_info(trace_id: str, experiment_id: str, root: dict[str, Any], model_i
         request_time=start_ns // 1_000_000,
         execution_duration=(end_ns - start_ns) // 1_000_000,
         state=TraceState.ERROR if failed else TraceState.OK,
-        trace_metadata={MODEL_ID_METADATA: model_id},
+        trace_metadata=trace_metadata(
+            {k: json.loads(v) for k, v in root["attributes"].items()}, model_id
+        ),
     )
+
+
+def trace_metadata(root_attributes: Mapping[str, Any], model_id: str | None) -> dict[str, str]:
+    """The metadata of a trace whose root span has ``root_attributes`` (decoded), for a store
+    that is given the trace's info rather than deriving it from the spans as ``log_spans`` does:
+    its session and user (the MLflow UI's Sessions page and user filter read them) and its
+    workflow version's model, if any."""
+    metadata = {MODEL_ID_METADATA: model_id} if model_id else {}
+    for attribute, key in ((SPAN_SESSION, TRACE_SESSION), ("user.id", TRACE_USER)):
+        if root_attributes.get(attribute) is not None:
+            metadata[key] = str(root_attributes[attribute])
+    return metadata
 
 
 def _link_in_sql(store: Any, links: dict[str, str]) -> None:

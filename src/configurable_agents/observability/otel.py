@@ -3,10 +3,12 @@
 The spans are the ones MLflow gets (:func:`.spans.build_trace`, secrets scrubbed the same way,
 under the same trace id when MLflow records the run), with the GenAI semantic-convention
 attributes added. A run is exported or not by its trace id (``TraceIdRatioBased``, so the decision
-is deterministic). A kept run is only queued when it ends: a background thread builds its spans
-and hands them to the SDK's ``BatchSpanProcessor``, whose own thread exports them, so a run never
-waits for span building or for the collector. At exit a process waits a bounded time for its
-spans (``$CONFIGURABLE_AGENTS_FLUSH_TIMEOUT``, default 10 s).
+is deterministic). A run given a caller's W3C ``traceparent`` continues the caller's trace: its
+spans have the caller's trace id, its root the caller's span as parent, and it is exported when
+the caller's ``sampled`` flag is set (``ParentBased``). A kept run is only queued when it ends:
+a background thread builds its spans and hands them to the SDK's ``BatchSpanProcessor``, whose own
+thread exports them, so a run never waits for span building or for the collector. At exit a
+process waits a bounded time for its spans (``$CONFIGURABLE_AGENTS_FLUSH_TIMEOUT``, default 10 s).
 
 Imports OpenTelemetry (the ``otel`` extra) only when a workflow enables it.
 """
@@ -31,6 +33,7 @@ from ..engine import NullObserver, RunResult, SetupError
 from .recorder import FLUSH_TIMEOUT_ENV
 from .redact import make_scrubber
 from .spans import build_trace
+from .traceparent import is_sampled, parse_traceparent
 
 __all__ = ["OtlpExporter", "flush_all"]
 
@@ -39,7 +42,9 @@ _processors: dict[tuple[Any, ...], Any] = {}
 _processors_lock = threading.Lock()
 _MAX_PENDING = 10_000
 """Most finished runs waiting for their spans to be built; beyond, runs are not exported."""
-_pending: queue.Queue[tuple[OtlpExporter, RunResult, str]] = queue.Queue(_MAX_PENDING)
+_Item = tuple["OtlpExporter", RunResult, str, str | None]
+"""A run to export: its exporter, its result, its trace id and the caller's span, if any."""
+_pending: queue.Queue[_Item] = queue.Queue(_MAX_PENDING)
 _builder: threading.Thread | None = None
 
 _DEFAULT_ENDPOINT = {"http": "http://localhost:4318", "grpc": "http://localhost:4317"}
@@ -87,16 +92,16 @@ def _processor(protocol: str, endpoint: str, headers: Mapping[str, str]) -> Any:
 
 def _build_forever() -> None:
     while True:
-        exporter, result, trace_hex = _pending.get()
+        exporter, result, trace_hex, parent_hex = _pending.get()
         try:
-            exporter.export(result, trace_hex)
+            exporter.export(result, trace_hex, parent_hex)
         except Exception as exc:  # the run's spans are lost, never the run
             _log.warning("could not export run %s by OTLP: %s", result.run_id, exc)
         finally:
             _pending.task_done()
 
 
-def _enqueue(item: tuple[OtlpExporter, RunResult, str]) -> None:
+def _enqueue(item: _Item) -> None:
     global _builder
     with _processors_lock:
         if _builder is None or not _builder.is_alive():  # first use, or in a forked child
@@ -183,24 +188,37 @@ class OtlpExporter(NullObserver):
         return decision.is_sampled()
 
     def run_finished(self, result: RunResult) -> None:
-        """Queue the run for export, if its trace id is sampled."""
+        """Queue the run for export: a run given a caller's ``traceparent`` in the caller's trace
+        (its root the caller's span's child) when the caller samples it (as OpenTelemetry's
+        ``ParentBased`` sampler decides); any other under its MLflow trace id, if sampled."""
+        caller = parse_traceparent(result.traceparent)
+        if caller is not None:
+            if is_sampled(result.traceparent):
+                _enqueue((self, result, caller.trace_id, caller.span_id))
+            return
         trace_hex = (result.trace_id or "")[3:] or secrets.token_hex(16)
         if self.sampled(trace_hex):
-            _enqueue((self, result, trace_hex))
+            _enqueue((self, result, trace_hex, None))
 
-    def export(self, result: RunResult, trace_hex: str) -> None:
-        """Build the run's spans and hand them to the batch processor (in the builder thread)."""
+    def export(self, result: RunResult, trace_hex: str, parent_hex: str | None = None) -> None:
+        """Build the run's spans and hand them to the batch processor (in the builder thread);
+        ``parent_hex``, a span of another process's trace ``trace_hex``, is the root's parent."""
         _, spans = build_trace(
             result,
             self.workflow,
             scrub=self.scrub,
             log_prompts=self.log_prompts,
             trace_hex=trace_hex,
+            parent_hex=parent_hex,
         )
         for span in spans:
-            self.processor.on_end(self._readable(span))
+            if parent_hex is not None and result.trace_id:  # the MLflow trace, to find it there
+                span["attributes"]["mlflow.traceRequestId"] = json.dumps(result.trace_id)
+            self.processor.on_end(self._readable(span, remote=parent_hex))
 
-    def _readable(self, span: dict[str, Any]) -> Any:
+    def _readable(self, span: dict[str, Any], remote: str | None = None) -> Any:
+        """The SDK's span of a span dictionary; ``remote`` is the id of a parent span of another
+        process (the caller's), if any."""
         import base64
 
         from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -214,6 +232,7 @@ class OtlpExporter(NullObserver):
         sampled = TraceFlags(TraceFlags.SAMPLED)
         context = SpanContext(trace_id, ident(span["span_id"]), False, sampled)
         parent = span["parent_span_id"]
+        is_remote = remote is not None and parent is not None and ident(parent) == int(remote, 16)
         attributes = {k: _attribute(v) for k, v in span["attributes"].items()}
         kind = attributes["mlflow.spanType"]
         attributes.update(_gen_ai(kind, span["name"], attributes))
@@ -221,7 +240,7 @@ class OtlpExporter(NullObserver):
         return ReadableSpan(
             name=span["name"],
             context=context,
-            parent=SpanContext(trace_id, ident(parent), False, sampled) if parent else None,
+            parent=SpanContext(trace_id, ident(parent), is_remote, sampled) if parent else None,
             resource=self.resource,
             attributes=attributes,
             events=[Event(e["name"], e["attributes"], e["time_unix_nano"]) for e in span["events"]],
@@ -241,7 +260,9 @@ def _gen_ai(kind: str, name: str, attributes: Mapping[str, Any]) -> dict[str, An
     if kind in _OPERATION:
         extra["gen_ai.operation.name"] = _OPERATION[kind]
     if kind == "AGENT":
-        extra["gen_ai.agent.name"] = name
+        extra["gen_ai.agent.name"] = name  # the node's display name, when it has one
+        if "node.id" in attributes:
+            extra["gen_ai.agent.id"] = attributes["node.id"]
     elif kind == "TOOL":
         extra["gen_ai.tool.name"] = name
     elif kind == "CHAT_MODEL":

@@ -21,11 +21,11 @@ from typing import Any
 from .models import (
     EVALUATION_RUN,
     FILE_KEY,
-    MODEL_ID_METADATA,
     VERSION_KEY,
     VersionModels,
     log_linked_spans,
     store_lock,
+    trace_metadata,
 )
 from .spool import Spool, SpoolItem, WriterLock
 
@@ -174,7 +174,7 @@ class MlflowWriter:
             execution_duration=((root.end_time_ns or root.start_time_ns) - root.start_time_ns)
             // 1_000_000,
             tags=tags,
-            trace_metadata={MODEL_ID_METADATA: model_id} if model_id else {},
+            trace_metadata=trace_metadata(root.attributes, model_id),
         )
         client = TracingClient(self.destination)
         client._upload_trace_data(client.start_trace(info), TraceData(spans=spans))
