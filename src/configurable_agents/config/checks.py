@@ -12,6 +12,7 @@ from .condition_checks import condition_problem
 from .diagnostics import closest
 from .durable_checks import check_durable
 from .issues import Found, Loc
+from .memory import check_memory
 from .schema import END, IDENTIFIER, START, Node, WorkflowConfig
 from .scope import Scope
 from .state import StateField, schema_mismatch
@@ -101,6 +102,7 @@ class _Checker:
         for index in range(len(self.config.edges)):
             self._edge(index)
         self.found.issues += check_durable(self.config)
+        self.found.issues += check_memory(self.config)
         return Checked(self.fields, self.implicit, self.found, self.endpoints_ok)
 
     # -- state and nodes -------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from ._model import ConfigModel, by_shape
 from .evaluation import EvaluationConfig
+from .memory import NodeMemory
 from .prompt_refs import PromptRef, parse_prompt_uri
 from .settings import Config, LLMConfig
 from .state import SchemaEntry, StateSchema, TypeName, check_schema_present
@@ -213,6 +214,10 @@ class Node(ConfigModel):
     """Seconds one model call of this node may take; overrides `config.llm.timeout`. For a
     `human` node: seconds the person has to answer, after which the run ends with status
     `timeout`."""
+
+    memory: NodeMemory | None = None
+    """Memory as the agent tool this one replaces wrote it: with memory, the fields this node
+    writes are kept from one run of a session to the next (`scope: session`)."""
 
     @field_validator("id")
     @classmethod

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from ._model import ConfigModel
+from .memory import MemoryConfig
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -212,7 +213,8 @@ class OpenTelemetryConfig(ConfigModel):
     """`service.name` resource attribute."""
 
     sampling_rate: float = Field(default=1.0, ge=0, le=1)
-    """Fraction of runs exported, 0 to 1, decided by trace id (`TraceIdRatioBased`)."""
+    """Fraction of runs exported, 0 to 1, decided by trace id (`TraceIdRatioBased`). A run
+    continuing a caller's trace (W3C `traceparent`) is exported when the caller samples it."""
 
 
 class PrometheusConfig(ConfigModel):
@@ -259,3 +261,7 @@ class Config(ConfigModel):
 
     observability: ObservabilityConfig = ObservabilityConfig()
     """MLflow, OpenTelemetry and Prometheus."""
+
+    memory: MemoryConfig = MemoryConfig()
+    """Memory as the agent tool this one replaces wrote it: nodes with memory keep the fields
+    they write from one run of a session to the next (`scope: session`)."""
