@@ -20,11 +20,12 @@ from .durable import DurableStore, RunSummary, session_fields
 from .events import EventListener, WaitingFor
 from .observe import RunStart
 from .records import NodeRecord, RunResult, RunStatus, Spend
+from .steps import SPENT_KEY
 
 if TYPE_CHECKING:
     from .run import PreparedWorkflow
 
-__all__ = ["Attempt", "execute"]
+__all__ = ["Attempt", "execute", "saved_spend"]
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Attempt:
         session_id: Its session.
         attempt: 1, then one more at each resume.
         earlier: What earlier attempts spent.
+        saved: What the checkpoint it starts from says its completed executions cost.
         resumed_from: The trace of the attempt it resumes.
         traceparent: The caller's W3C ``traceparent``.
         expired: Set when the wait being answered has timed out: the run ends with status
@@ -57,6 +59,7 @@ class Attempt:
     session_id: str | None = None
     attempt: int = 1
     earlier: Spend = field(default_factory=Spend)
+    saved: Spend = field(default_factory=Spend)
     resumed_from: str | None = None
     traceparent: str | None = None
     expired: str | None = None
@@ -119,7 +122,7 @@ async def execute(
     if store is not None:
         await store.put(_summary(attempt, workflow.name, "running", attempt.earlier))
     started, started_ns = time.perf_counter(), time.time_ns()
-    status, error, waiting = await _invoke(prepared, attempt, ctx, store)
+    status, error, waiting, saved = await _invoke(prepared, attempt, ctx, store)
     state_out = {k: v for k, v in ctx.state.items() if k in workflow.fields}
     from .run import outputs_of
 
@@ -144,7 +147,7 @@ async def execute(
     )
     tell(observers, "run_finished", result)
     if store is not None:
-        await _settle(store, attempt, result, workflow)
+        await _settle(store, attempt, result, workflow, saved)
     await _keep_session(sessions, attempt, result, workflow)
     if waiting:
         ctx.emit("waiting", {"waiting": [w.to_dict() for w in waiting]})
@@ -168,14 +171,25 @@ async def execute(
 
 async def _invoke(
     prepared: PreparedWorkflow, attempt: Attempt, ctx: RunContext, store: DurableStore | None
-) -> tuple[RunStatus, str | None, list[WaitingFor]]:
-    """Invoke the graph; how the attempt ended, why, and what it waits for."""
-    from langgraph.errors import GraphRecursionError
+) -> tuple[RunStatus, str | None, list[WaitingFor], Spend]:
+    """Invoke the graph; how the attempt ended, why, what it waits for, and what its last
+    checkpoint says the completed executions cost."""
+    if attempt.expired is not None:
+        return RunStatus.TIMEOUT, attempt.expired, [], attempt.saved
+    graph, run_config = _graph(prepared, attempt, ctx, store)
+    status, error, waiting = await _run_graph(prepared, graph, attempt.graph_input, run_config, ctx)
+    saved = attempt.saved
+    if store is not None:
+        saved = saved_spend(await graph.aget_state(run_config))
+    return status, error, waiting, saved
 
+
+def _graph(
+    prepared: PreparedWorkflow, attempt: Attempt, ctx: RunContext, store: DurableStore | None
+) -> tuple[Any, dict[str, Any]]:
+    """The graph to invoke (with the checkpointer, for a durable run) and its run config."""
     from .graph import CONTEXT_KEY
 
-    if attempt.expired is not None:
-        return RunStatus.TIMEOUT, attempt.expired, []
     execution = prepared.workflow.config.config.execution
     graph = prepared.graph
     configurable: dict[str, Any] = {CONTEXT_KEY: ctx}
@@ -187,10 +201,24 @@ async def _invoke(
         "max_concurrency": execution.max_concurrency,
         "configurable": configurable,
     }
+    return graph, run_config
+
+
+async def _run_graph(
+    prepared: PreparedWorkflow,
+    graph: Any,
+    graph_input: Any,
+    run_config: dict[str, Any],
+    ctx: RunContext,
+) -> tuple[RunStatus, str | None, list[WaitingFor]]:
+    """Invoke the graph; how the attempt ended, why, and what it waits for."""
+    from langgraph.errors import GraphRecursionError
+
+    execution = prepared.workflow.config.config.execution
     deadline = asyncio.timeout(execution.timeout)
     try:
         async with deadline:
-            final = await graph.ainvoke(attempt.graph_input, run_config)
+            final = await graph.ainvoke(graph_input, run_config)
         ctx.state = {k: v for k, v in final.items() if k in prepared.workflow.fields}
         waiting = [WaitingFor.from_dict(i.value) for i in final.get("__interrupt__") or ()]
         return (RunStatus.WAITING if waiting else RunStatus.SUCCESS), None, waiting
@@ -222,18 +250,22 @@ def _summary(attempt: Attempt, workflow: str, status: str, spent: Spend) -> RunS
         inputs=attempt.inputs,
         tags=attempt.tags,
         spent=spent,
+        saved=attempt.saved,
         trace_id=attempt.resumed_from,
     )
 
 
-async def _settle(store: DurableStore, attempt: Attempt, result: RunResult, workflow: Any) -> None:
-    """Note how the attempt ended in the ledger."""
+async def _settle(
+    store: DurableStore, attempt: Attempt, result: RunResult, workflow: Any, saved: Spend
+) -> None:
+    """Note how the attempt ended in the ledger, with the checkpoint's spend then."""
     summary = _summary(
         attempt,
         workflow.name,
         result.status.value,
         attempt.earlier + Spend.of_records(result.records),
     )
+    summary.saved = saved
     summary.waiting = result.waiting
     summary.trace_id = result.trace_id or attempt.resumed_from
     await store.put(summary)
@@ -247,3 +279,13 @@ async def _keep_session(
     if store is not None and attempt.session_id and kept:
         values = {k: v for k, v in result.state.items() if k in kept}
         await store.save_session(attempt.session_id, workflow.name, values)
+
+
+def saved_spend(snapshot: Any) -> Spend:
+    """What a checkpoint (a LangGraph ``StateSnapshot``) says its completed node executions
+    cost: its state's, plus the writes kept for tasks of an unfinished step that completed."""
+    spent = Spend.from_dict((snapshot.values or {}).get(SPENT_KEY) or {})
+    for task in snapshot.tasks or ():
+        if isinstance(task.result, dict):
+            spent += Spend.from_dict(task.result.get(SPENT_KEY) or {})
+    return spent

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -21,9 +23,23 @@ if TYPE_CHECKING:
     from .durable import DurableStore
     from .node import NodePlan
 
-__all__ = ["BudgetExceeded", "NodeFailed", "Reservation", "RunContext", "tell"]
+__all__ = ["BudgetExceeded", "NodeFailed", "Reservation", "RunContext", "spend_of_step", "tell"]
 
 _log = logging.getLogger(__name__)
+
+_spend_sink: ContextVar[list[Spend] | None] = ContextVar("configurable_agents_spend", default=None)
+"""Where the records of the graph step running in this task note their spend."""
+
+
+@contextmanager
+def spend_of_step() -> Iterator[list[Spend]]:
+    """Collect the spend of the node executions recorded inside the block (this task's)."""
+    sink: list[Spend] = []
+    token = _spend_sink.set(sink)
+    try:
+        yield sink
+    finally:
+        _spend_sink.reset(token)
 
 
 class BudgetExceeded(Exception):
@@ -93,12 +109,6 @@ class RunContext:
         """Tell the run's live listener of ``event``."""
         if self.on_event is not None:
             emit(self.on_event, RunEvent(event, self.run_id, data))
-
-    async def node_done(self) -> None:
-        """Note in the durable ledger what the run has cost so far (all attempts), after each
-        node execution: a resumed run then counts each call exactly once."""
-        if self.store is not None:
-            await self.store.spend(self.run_id, self.earlier + self.spent)
 
     def callbacks(self, runs: list[LangChainRun]) -> dict[str, Any] | None:
         """The LangChain config of a model or tool call: with autolog, one that also keeps
@@ -183,7 +193,11 @@ class RunContext:
     def record(self, record: NodeRecord) -> None:
         """Keep a finished node execution and tell the listener and the observers."""
         self.records.append(record)
-        self.spent += Spend.of(record)
+        spend = Spend.of(record)
+        self.spent += spend
+        sink = _spend_sink.get()
+        if sink is not None:
+            sink.append(spend)
         if self.on_record is not None:
             self.on_record(record)
         tell(self.observers, "node_finished", record)

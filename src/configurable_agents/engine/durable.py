@@ -1,10 +1,13 @@
 """Durable runs: LangGraph's checkpointers, and a ledger of each run beside the checkpoints.
 
 The checkpoints (LangGraph's ``AsyncSqliteSaver`` or ``AsyncPostgresSaver``, thread id = run id)
-hold the state after every node execution. The ledger, a table in the same database, holds what
-a checkpoint does not: the run's workflow, inputs, tags and session, its status, what it waits
-for, the trace of its last attempt, and what every call of every attempt cost — written after
-each node execution, so a resumed run reports each call exactly once, even after a SIGKILL.
+hold the state after every node execution, and with it what the executions whose writes it holds
+cost (a hidden channel). The ledger, a table in the same database, holds what a checkpoint does
+not: the run's workflow, inputs, tags and session, its status, what it waits for, the trace of
+its last attempt, and what every call of every attempt cost, failed calls included — written
+when an attempt starts and ends, with the checkpoint's spend at that moment. A resumed run's
+earlier spend is then the ledger's plus what the checkpoint gained since (nodes completed by an
+attempt that was killed before it could write its end), so each call is counted exactly once.
 Session-scoped state fields (`scope: session`) are kept there too, per session and workflow.
 """
 
@@ -47,13 +50,15 @@ _TABLES = (
     """CREATE TABLE IF NOT EXISTS configurable_agents_runs (
         run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
         session_id TEXT, attempt INTEGER NOT NULL, inputs TEXT NOT NULL, tags TEXT NOT NULL,
-        spent TEXT NOT NULL, waiting TEXT NOT NULL, trace_id TEXT, updated DOUBLE PRECISION)""",
+        spent TEXT NOT NULL, saved TEXT NOT NULL, waiting TEXT NOT NULL, trace_id TEXT,
+        updated DOUBLE PRECISION)""",
     """CREATE TABLE IF NOT EXISTS configurable_agents_sessions (
         session_id TEXT NOT NULL, workflow TEXT NOT NULL, state TEXT NOT NULL,
         updated DOUBLE PRECISION, PRIMARY KEY (session_id, workflow))""",
 )
 _COLUMNS = (
-    "run_id, workflow, status, session_id, attempt, inputs, tags, spent, waiting, trace_id, updated"
+    "run_id, workflow, status, session_id, attempt, inputs, tags, spent, saved, waiting, "
+    "trace_id, updated"
 )
 
 
@@ -85,7 +90,8 @@ class RunSummary:
         attempt: How many attempts it has had.
         inputs: The inputs of its first attempt.
         tags: Its labels.
-        spent: What all its attempts' calls cost.
+        spent: What all its attempts' calls cost, as known when the ledger last changed.
+        saved: What the checkpoint's state said its completed node executions cost then.
         waiting: What it waits for, when ``waiting``.
         trace_id: The trace of its last recorded attempt.
         updated: When the ledger last changed (seconds since the epoch).
@@ -99,6 +105,7 @@ class RunSummary:
     inputs: dict[str, Any]
     tags: dict[str, str]
     spent: Spend
+    saved: Spend = field(default_factory=Spend)
     waiting: list[WaitingFor] = field(default_factory=list)
     trace_id: str | None = None
     updated: float = 0.0
@@ -200,25 +207,20 @@ class DurableStore:
             json.dumps(run.inputs, default=str),
             json.dumps(run.tags),
             json.dumps(run.spent.to_dict()),
+            json.dumps(run.saved.to_dict()),
             json.dumps([w.to_dict() for w in run.waiting]),
             run.trace_id,
             time.time(),
         )
         await self._sql(
             f"INSERT INTO configurable_agents_runs ({_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
             "status = excluded.status, session_id = excluded.session_id, "
             "attempt = excluded.attempt, tags = excluded.tags, spent = excluded.spent, "
+            "saved = excluded.saved, "
             "waiting = excluded.waiting, trace_id = excluded.trace_id, "
             "updated = excluded.updated",
             values,
-        )
-
-    async def spend(self, run_id: str, spent: Spend) -> None:
-        """Note what the run's calls have cost so far (all attempts)."""
-        await self._sql(
-            "UPDATE configurable_agents_runs SET spent = ?, updated = ? WHERE run_id = ?",
-            (json.dumps(spent.to_dict()), time.time(), run_id),
         )
 
     async def session(self, session_id: str, workflow: str) -> dict[str, Any]:
@@ -240,7 +242,8 @@ class DurableStore:
 
 
 def _summary(row: Any) -> RunSummary:
-    run_id, workflow, status, session_id, attempt, inputs, tags, spent, waiting, trace_id, at = row
+    run_id, workflow, status, session_id, attempt, inputs, tags, spent, saved, waiting = row[:10]
+    trace_id, at = row[10:]
     return RunSummary(
         run_id=run_id,
         workflow=workflow,
@@ -250,6 +253,7 @@ def _summary(row: Any) -> RunSummary:
         inputs=json.loads(inputs),
         tags=json.loads(tags),
         spent=Spend.from_dict(json.loads(spent)),
+        saved=Spend.from_dict(json.loads(saved)),
         waiting=[WaitingFor.from_dict(w) for w in json.loads(waiting)],
         trace_id=trace_id,
         updated=float(at or 0),

@@ -8,6 +8,7 @@ raises is logged and never fails the run.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -32,15 +33,17 @@ class RunEvent:
             ``node_finished`` {node, label, iteration, item_index, outputs, error, tokens,
             cost_usd, duration_s}; ``waiting`` {waiting: [WaitingFor...]}; ``run_finished``
             {status, error, cost_usd, tokens, trace_id}.
+        at: When it happened (seconds since the epoch).
     """
 
     type: str
     run_id: str
     data: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ``type``, ``run_id`` and the data's keys."""
-        return {"type": self.type, "run_id": self.run_id, **self.data}
+        """JSON-ready form: ``type``, ``run_id``, ``at`` and the data's keys."""
+        return {"type": self.type, "run_id": self.run_id, "at": self.at, **self.data}
 
 
 EventListener = Callable[[RunEvent], None]

@@ -17,7 +17,7 @@ from ..config.loader import Workflow
 from ..config.schema import END, START, LoopSpec, ParallelSpec, Route, WorkflowConfig
 from .context import NodeFailed, RunContext
 from .node import NodePlan
-from .steps import ITEM_KEY, fan_out_item, run_step
+from .steps import ITEM_KEY, SPENT_KEY, add_spend, fan_out_item, run_step
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -86,9 +86,10 @@ def build_graph(workflow: Workflow, plans: dict[str, NodePlan]) -> Any:
     collected = {spec.collect_field for spec in fan_outs.values()}
     # a list-typed channel starts as [] (not unset), so the first item's result goes through
     # _collect too
-    channels = {
+    channels: dict[str, Any] = {
         k: Annotated[list, _collect] if k in collected else Annotated[Any, _last] for k in keys
     }
+    channels[SPENT_KEY] = Annotated[dict, add_spend]
     state_type = TypedDict("WorkflowState", channels, total=False)  # type: ignore[misc]
     names = _Names(set(keys))
     joins = _joins(config)
@@ -165,7 +166,7 @@ def _single(plan: NodePlan, is_loop: bool) -> Callable[..., Any]:
             iteration = int(state.get(key) or 0) + 1
             update[key] = iteration
         update.update(await run_step(ctx, plan, state, iteration=iteration))
-        ctx.state.update(update)
+        ctx.state.update({k: v for k, v in update.items() if k != SPENT_KEY})
         return update
 
     return run
@@ -202,18 +203,18 @@ def _item(plan: NodePlan, spec: ParallelSpec) -> Callable[..., Any]:
         if "error" in sent:
             raise NodeFailed(f"fan-out over {spec.items_field!r}: {sent['error']}")
         index, total = sent.get("index"), int(sent.get("total") or 0)
-        value = None
+        value, spent = None, None
         if index is not None:
             out = await run_step(ctx, plan, state, item=sent.get("item"), item_index=index)
-            value = out[output_name]
+            value, spent = out[output_name], out[SPENT_KEY]
         collected = ctx.state.get(spec.collect_field)
         collected = (list(collected) if isinstance(collected, list) else []) + [None] * total
         collected = collected[:total]
         if index is not None:
             collected[index] = value
         ctx.state[spec.collect_field] = collected
-        return {spec.collect_field: {ITEM_KEY: True, "index": index, "total": total,
-                                     "value": value}}  # fmt: skip
+        mark = {ITEM_KEY: True, "index": index, "total": total, "value": value}
+        return {spec.collect_field: mark, SPENT_KEY: spent or {}}
 
     return run
 

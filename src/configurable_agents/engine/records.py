@@ -253,6 +253,12 @@ class Spend:
             self.unpriced or other.unpriced,
         )
 
+    def __sub__(self, other: Spend) -> Spend:
+        usage = TokenUsage(**{k: getattr(self.usage, k) - getattr(other.usage, k)
+                              for k in _TOKEN_KINDS})  # fmt: skip
+        return Spend(self.cost_usd - other.cost_usd, usage, self.calls - other.calls,
+                     self.unpriced)  # fmt: skip
+
     @classmethod
     def of(cls, record: NodeRecord) -> Spend:
         """What one node execution spent."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .attempt import Attempt
+from .attempt import Attempt, saved_spend
 from .durable import DurableStore, ResumeError, ResumeInputError
 from .events import WaitingFor
 from .inputs import check_inputs
@@ -42,6 +42,10 @@ async def plan_resume(
         raise ResumeError(f"run {run_id!r} succeeded: there is nothing to resume")
     snapshot = await graph.aget_state({"configurable": {"thread_id": run_id}})
     values = {k: v for k, v in (snapshot.values or {}).items() if k in workflow.fields}
+    saved = saved_spend(snapshot)
+    # what the ledger knew, plus what the checkpoint gained since (an attempt killed before its
+    # end was noted)
+    earlier = entry.spent + (saved - entry.saved)
     attempt = Attempt(
         run_id,
         entry.inputs,
@@ -50,7 +54,8 @@ async def plan_resume(
         None,
         session_id=entry.session_id,
         attempt=entry.attempt + 1,
-        earlier=entry.spent,
+        earlier=earlier,
+        saved=saved,
         resumed_from=entry.trace_id,
     )
     pending = list(snapshot.interrupts or ())

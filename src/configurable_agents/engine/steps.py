@@ -9,18 +9,35 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .context import NodeFailed, RunContext
+from .context import NodeFailed, RunContext, spend_of_step
 from .events import WaitingFor
 from .node import NodePlan, execute_node, render_prompt
-from .records import NodeRecord
+from .records import NodeRecord, Spend
 
-__all__ = ["HUMAN_PROVIDER", "ITEM_KEY", "fan_out_item", "run_step", "waiting_for"]
+__all__ = [
+    "HUMAN_PROVIDER",
+    "ITEM_KEY",
+    "SPENT_KEY",
+    "add_spend",
+    "fan_out_item",
+    "run_step",
+    "waiting_for",
+]
 
 ITEM_KEY = "__configurable_agents_item__"
 """Key of a fan-out item in the state a ``Send`` hands its task, and of its result's mark."""
 
+SPENT_KEY = "__configurable_agents_spent__"
+"""Hidden state key: what the node executions whose writes are in the state cost. Saved with
+each checkpoint, so a resumed run knows what completed work cost without a write of its own."""
+
 HUMAN_PROVIDER = "human"
 """The `provider` of a human node's record: a person, not a model, answered."""
+
+
+def add_spend(old: Any, new: Any) -> dict[str, Any]:
+    """The :data:`SPENT_KEY` channel: spends add up."""
+    return (Spend.from_dict(old or {}) + Spend.from_dict(new or {})).to_dict()
 
 
 def fan_out_item(value: Any) -> tuple[int | None, int] | None:
@@ -75,7 +92,8 @@ async def run_step(
     item: Any = None,
     item_index: int | None = None,
 ) -> dict[str, Any]:
-    """Run the node once (after its approval, if it asks for one); the values it writes.
+    """Run the node once (after its approval, if it asks for one); the values it writes, with
+    what it cost under :data:`SPENT_KEY`.
 
     Raises:
         NodeFailed: the node failed, or a person declined to approve it.
@@ -91,12 +109,12 @@ async def run_step(
         "node_started",
         {"node": node.id, "label": node.name, "iteration": iteration, "item_index": item_index},
     )
-    try:
+    with spend_of_step() as spent:
         if node.type == "human":
-            return _answered(ctx, plan, state, **where)
-        return await execute_node(ctx, plan, state, **where)
-    finally:
-        await ctx.node_done()
+            output = _answered(ctx, plan, state, **where)
+        else:
+            output = await execute_node(ctx, plan, state, **where)
+    return {**output, SPENT_KEY: sum(spent, Spend()).to_dict()}
 
 
 def _answered(
