@@ -141,8 +141,11 @@ def checkpoints_enabled(workflow: Workflow) -> bool:
 
 
 def session_fields(workflow: Workflow) -> set[str]:
-    """State fields carried from one run of a session to the next."""
-    return {name for name, spec in workflow.config.state.fields.items() if spec.scope == "session"}
+    """State fields carried from one run of a session to the next (`scope: session`, and what
+    nodes with `memory` write)."""
+    from ..config.memory import session_fields as of_config
+
+    return of_config(workflow.config)
 
 
 def store_uri(workflow: Workflow, env: Mapping[str, str]) -> str:
