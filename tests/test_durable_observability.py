@@ -118,11 +118,35 @@ def test_a_runs_session_is_its_traces_mlflow_session(tmp_path: Path, store: str)
         include_spans=False,
     )
     assert {t.info.trace_id for t in found} == {first, second}
+    ui = f"request_metadata.{layout.TRACE_SESSION} = 'chat-7'"  # the UI's session filter
+    found = client.search_traces(locations=[experiment], filter_string=ui, include_spans=False)
+    assert {t.info.trace_id for t in found} == {first, second}
     # what the MLflow UI's Sessions page groups by: the store's sessions
     sessions = client._tracking_client.store.find_completed_sessions(
         experiment, 0, int(time.time() * 1000) + 60_000
     )
     assert sorted(s.session_id for s in sessions) == ["chat-7", "chat-8"]
+
+
+def test_sessions_on_a_real_mlflow_server(tmp_path: Path) -> None:
+    """Through a tracking server, whose traces are created with their info first (linked to
+    their workflow version) and their spans sent after."""
+    from .test_recording_recovery import _free_port, _mlflow_server
+
+    with _mlflow_server(_free_port(), tmp_path / "server") as uri:
+        recorder = _recorder(tmp_path, uri)
+        first = recorder.record(_result(run_id="a", session_id="chat-7", tags={"user_id": "u1"}))
+        second = recorder.record(_result(run_id="b", session_id="chat-7", attempt=2,
+                                         resumed_from=first))  # fmt: skip
+        recorder.record(_result(run_id="c", session_id="chat-8"))
+        client = _client(uri)
+        experiment = client.get_experiment_by_name("configurable_agents").experiment_id
+        ui = f"request_metadata.{layout.TRACE_SESSION} = 'chat-7'"
+        found = client.search_traces(locations=[experiment], filter_string=ui)
+        assert {t.info.trace_id for t in found} == {first, second}
+        info = client.get_trace(first).info
+        assert info.trace_metadata[layout.TRACE_USER] == "u1"
+        assert client.get_trace(second).info.tags[layout.TAG_RESUMED_FROM] == first
 
 
 def test_a_file_store_trace_has_its_session_too(tmp_path: Path) -> None:
