@@ -82,3 +82,4 @@ def test_batch_resume_goes_on_mid_workflow(tmp_path: Path, stub_llm: StubLLM) ->
     assert resumed["run_id"] == before["run_id"]
     # the row reports the whole run: a and b (first attempt) and c (second)
     assert resumed["tokens"]["total"] > before["tokens"]["total"] > 0
+    assert resumed["earlier"]["tokens"] == before["tokens"]["total"]

@@ -63,6 +63,10 @@ def row_result(
         duration_s=round(result.duration_s, 6),
         error=result.error,
     )  # fmt: skip
+    if result.attempt > 1:  # what earlier attempts (an earlier batch) spent, included above
+        earlier = result.earlier
+        line["earlier"] = {"cost_usd": float(earlier.cost_usd),
+                           "tokens": earlier.usage.total_tokens}  # fmt: skip
     return line
 
 
@@ -237,9 +241,11 @@ class BatchRunner:
         stats.done += 1
         stats.statuses[line["status"]] += 1
         stats.failed += line["status"] != "success"
-        stats.cost_usd += line["cost_usd"]
+        # a resumed row's line is its whole run; this batch spent only its last attempt
+        earlier = line.get("earlier") or {"cost_usd": 0.0, "tokens": 0}
+        stats.cost_usd += line["cost_usd"] - earlier["cost_usd"]
         stats.scoring_cost_usd += line.get("scoring_cost_usd", 0.0)
-        stats.tokens += line["tokens"]["total"]
+        stats.tokens += line["tokens"]["total"] - earlier["tokens"]
         stats.unpriced |= line["unpriced"]
         if line["trace_id"]:
             stats.trace_ids.append(line["trace_id"])

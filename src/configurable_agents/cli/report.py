@@ -35,8 +35,9 @@ def _filters(function: F) -> F:
                      help="First UTC day covered."),
         click.option("--end-date", default=None, metavar="YYYY-MM-DD",
                      help="Last UTC day covered (inclusive)."),
-        click.option("--status", type=click.Choice(["success", "failure"]), default=None,
-                     help="Only runs that succeeded, or only runs that did not."),
+        click.option("--status", type=click.Choice(["success", "failure", "waiting"]),
+                     default=None, help="Only runs that succeeded, only runs that did not, or "
+                     "only runs waiting for a person (not resumed since)."),
     ]  # fmt: skip
     for option in reversed(options):
         function = option(function)

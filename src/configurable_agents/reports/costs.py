@@ -295,6 +295,8 @@ def _run_filter(query: ReportQuery) -> str:
         clauses.append(f"tags.{layout.RUN_TAG_STATUS} = 'success'")
     elif query.status == "failure":
         clauses.append(f"tags.{layout.RUN_TAG_STATUS} != 'success'")
+    elif query.status == "waiting":
+        clauses.append(f"tags.{layout.RUN_TAG_STATUS} = 'waiting'")
     if query.start_ms is not None:
         clauses.append(f"attributes.start_time >= {query.start_ms}")
     if query.end_ms is not None:

@@ -25,7 +25,7 @@ __all__ = [
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PERIODS = ("today", "yesterday", "last_7_days", "last_30_days", "this_month")
-Status = Literal["success", "failure"]
+Status = Literal["success", "failure", "waiting"]
 DAY_MS = 86_400_000
 
 
@@ -101,7 +101,8 @@ class ReportQuery:
         workflow: Workflow name; ``None`` for all.
         start_ms: First UTC millisecond covered (inclusive); ``None`` for no lower bound.
         end_ms: Last UTC millisecond covered (inclusive); ``None`` for no upper bound.
-        status: ``success`` or ``failure`` (any other ending); ``None`` for both.
+        status: ``success``, ``failure`` (any other ending) or ``waiting`` (paused for a person,
+            not resumed since); ``None`` for all.
     """
 
     tracking_uri: str = DEFAULT_TRACKING_URI

@@ -24,7 +24,8 @@ class RunSummary:
     Attributes:
         trace_id: Its MLflow trace (what ``report profile`` takes).
         workflow: Its workflow.
-        status: ``success``, ``failed``, ``budget_exceeded``, ``timeout`` or ``cancelled``.
+        status: ``success``, ``failed``, ``budget_exceeded``, ``timeout``, ``cancelled`` or
+            ``waiting``.
         start: When it started (UTC, ISO 8601).
         duration_s: Its wall time.
         tokens: Tokens of its model calls.
@@ -46,6 +47,17 @@ def _iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
 
 
+def _resumed(store: Store, trace_id: str) -> bool:
+    """Whether a later attempt of the run resumed from trace ``trace_id``."""
+    later = store.client.search_traces(
+        locations=store.experiment_ids,
+        filter_string=f"tag.{layout.TAG_RESUMED_FROM} = '{trace_id}'",
+        max_results=1,
+        include_spans=False,
+    )
+    return bool(later)
+
+
 def list_runs(query: ReportQuery, limit: int = 20) -> list[RunSummary]:
     """The ``limit`` newest runs the query covers, newest first.
 
@@ -60,6 +72,8 @@ def list_runs(query: ReportQuery, limit: int = 20) -> list[RunSummary]:
         order_by=["timestamp_ms DESC"],
         include_spans=False,
     )
+    if query.status == "waiting":
+        traces = [t for t in traces if not _resumed(store, t.info.trace_id)]
     runs = []
     for trace in traces:
         info = trace.info
@@ -177,7 +191,7 @@ def profile_run(query: ReportQuery, run: str) -> RunProfile:
                      for c in own)  # fmt: skip
         nodes.append(
             NodeTiming(
-                node=span.name,
+                node=str(span.get_attribute("node.id") or span.name),  # a label names it
                 iteration=span.get_attribute("node.iteration"),
                 item_index=span.get_attribute("node.item_index"),
                 start_ms=(span.start_time_ns - root.start_time_ns) / 1e6,

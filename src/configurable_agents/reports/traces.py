@@ -35,7 +35,9 @@ class TraceMetrics:
         self.filters: list[str] = []
         if query.workflow is not None:
             self.filters.append(f'trace.tag.{layout.TRACE_NAME} = "{query.workflow}"')
-        if query.status is not None:
+        if query.status == "waiting":
+            self.filters.append(f'trace.tag.{layout.TAG_STATUS} = "waiting"')
+        elif query.status is not None:
             self.filters.append(
                 f'trace.status = "{"OK" if query.status == "success" else "ERROR"}"'
             )
@@ -144,7 +146,9 @@ def search_filter(query: ReportQuery, *extra: str) -> str:
     clauses = list(extra)
     if query.workflow is not None:
         clauses.append(f"tag.{layout.TAG_WORKFLOW} = '{query.workflow}'")
-    if query.status is not None:
+    if query.status == "waiting":
+        clauses.append(f"tag.{layout.TAG_STATUS} = 'waiting'")
+    elif query.status is not None:
         clauses.append(f"trace.status = '{'OK' if query.status == 'success' else 'ERROR'}'")
     if query.start_ms is not None:
         clauses.append(f"trace.timestamp_ms >= {query.start_ms}")
