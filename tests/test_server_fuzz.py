@@ -29,6 +29,7 @@ MAX_EXAMPLES = 35
 
 OPERATIONS = {
     "POST /runs", "GET /runs", "GET /runs/{run_id}", "DELETE /runs/{run_id}",
+    "GET /runs/{run_id}/events", "POST /runs/{run_id}/resume",
     "GET /schema", "GET /health", "GET /ready", "GET /metrics", "GET /costs",
 }  # fmt: skip
 

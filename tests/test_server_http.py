@@ -262,6 +262,10 @@ def _operations(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any
     }
 
 
+_STREAMING = {("POST", "/runs"), ("POST", "/runs/{run_id}/resume")}
+"""Operations whose 200 is the run, or its events with `"stream": true`."""
+
+
 def test_openapi_lists_every_status_each_operation_returns(openapi: dict[str, Any]) -> None:
     statuses = {key: set(op["responses"]) for key, op in _operations(openapi).items()}
     assert statuses == {
@@ -269,6 +273,8 @@ def test_openapi_lists_every_status_each_operation_returns(openapi: dict[str, An
         ("GET", "/runs"): {"200", "400", "413", "422"},
         ("GET", "/runs/{run_id}"): {"200", "400", "404", "413", "422"},
         ("DELETE", "/runs/{run_id}"): {"200", "400", "404", "409", "413"},
+        ("GET", "/runs/{run_id}/events"): {"200", "400", "404", "413", "422"},
+        ("POST", "/runs/{run_id}/resume"): {"200", "202", "400", "404", "409", "413", "422"},
         ("GET", "/schema"): {"200", "400", "413"},
         ("GET", "/health"): {"200", "400", "413"},
         ("GET", "/ready"): {"200", "400", "413", "503"},
@@ -279,11 +285,16 @@ def test_openapi_lists_every_status_each_operation_returns(openapi: dict[str, An
     for (method, path), operation in _operations(openapi).items():
         assert "security" not in operation, (method, path)
         for status, response in operation["responses"].items():
-            (media_type,) = response["content"]
-            schema = response["content"][media_type]["schema"]
-            assert schema, (method, path, status)  # a model, not "anything"
-            if (path, status) != ("/metrics", "200"):
-                assert media_type == "application/json", (method, path, status)
+            media_types = set(response["content"])
+            for media_type in media_types:
+                schema = response["content"][media_type]["schema"]
+                assert schema, (method, path, status)  # a model, not "anything"
+            if (path, status) == ("/runs/{run_id}/events", "200"):
+                assert media_types == {"text/event-stream"}
+            elif status == "200" and (method, path) in _STREAMING:
+                assert media_types == {"application/json", "text/event-stream"}, (method, path)
+            elif (path, status) != ("/metrics", "200"):
+                assert media_types == {"application/json"}, (method, path, status)
     metrics = openapi["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert metrics == {"text/plain": {"schema": {"type": "string"}}}
 

@@ -78,6 +78,7 @@ def test_both_stores_give_the_same_views(any_store: RunStore) -> None:
         "run_id": "a", "workflow": "wf", "status": QUEUED, "inputs": {"topic": "x"},
         "tags": {"user": "u1"}, "outputs": None, "state": None, "cost_usd": None,
         "unpriced": None, "tokens": None, "duration_s": None, "trace_id": None, "error": None,
+        "session_id": None, "attempt": None, "resumed_from": None, "waiting": None,
     }  # fmt: skip
     any_store.start("a")
     assert [v["run_id"] for v in any_store.list("wf", status=RUNNING)] == ["a"]

@@ -27,7 +27,8 @@ QUEUE_NAME = "configurable-agents"
 """The Celery queue every run goes to."""
 
 TASK_NAME = "configurable_agents.run"
-"""The task's name: ``(workflow_key, run_id, inputs, tags)``."""
+"""The task's name: ``(workflow_key, run_id, inputs, tags, options)`` (``options``: see
+:data:`~.runs.Task`)."""
 
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
 """Seconds after which a task a worker took but did not acknowledge is delivered again."""
@@ -109,7 +110,15 @@ def celery_app(url: str, *, visibility_timeout: float = DEFAULT_VISIBILITY_TIMEO
 
 
 def send_run(
-    app: Celery, key: str, run_id: str, inputs: Mapping[str, Any], tags: Mapping[str, str]
+    app: Celery,
+    key: str,
+    run_id: str,
+    inputs: Mapping[str, Any] | None,
+    tags: Mapping[str, str],
+    options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Enqueue one run; its task id is the run id."""
-    app.send_task(TASK_NAME, args=[key, run_id, dict(inputs), dict(tags)], task_id=run_id)
+    """Enqueue one attempt of a run (``options``: see :data:`~.runs.Task`); its task id is the
+    run id."""
+    given = None if inputs is None else dict(inputs)
+    args = [key, run_id, given, dict(tags), dict(options or {})]
+    app.send_task(TASK_NAME, args=args, task_id=run_id)

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..batch.runner import BATCH_ID_TAG, ROW_ID_TAG, row_result
 from ..engine import RunStatus, check_inputs
+from ..engine.durable import ResumeError, ResumeInputError
 from ..server.store import QUEUED, AsyncRuns, RunStore
 from .app import QUEUE_NAME, send_run, workflow_key
+from .events import RedisEvents
 from .runs import RedisRuns
 
 if TYPE_CHECKING:
@@ -92,10 +94,13 @@ class SummaryWaiter:
         present = self.runs.in_broker(QUEUE_NAME)
         missing = {v["run_id"] for v in queued if v["run_id"] not in present}
         for view in queued:
-            if view["run_id"] in missing & missed:
-                _log.warning("run %s: its task was lost by a worker; sent again", view["run_id"])
-                send_run(self.app, self.key, view["run_id"], view["inputs"], view["tags"])
-                missing.discard(view["run_id"])
+            run_id = view["run_id"]
+            if run_id in missing & missed:
+                task = self.runs.task(run_id)
+                if task is not None:
+                    _log.warning("run %s: its task was lost by a worker; sent again", run_id)
+                    send_run(self.app, self.key, run_id, *task)
+                missing.discard(run_id)
         return missing
 
 
@@ -107,21 +112,83 @@ class QueueExecutor:
     def __init__(self, prepared: PreparedWorkflow, runs: RedisRuns, app: Celery) -> None:
         self.prepared = prepared
         self.jobs: RunStore = runs
+        self.runs = runs
+        self.events: RedisEvents = runs.events()
         self.app = app
         self.key = workflow_key(prepared)
         self._runs = AsyncRuns(runs)
         self._waiter = SummaryWaiter(runs, app, self.key)
 
-    async def submit(self, inputs: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    async def submit(
+        self,
+        inputs: Mapping[str, Any],
+        tags: Mapping[str, str],
+        *,
+        session_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> str:
         """Check the inputs, enqueue the run, return its id."""
         check_inputs(self.prepared.workflow, inputs)
         run_id = uuid.uuid4().hex
-        await self._runs.call(lambda: self._enqueue(run_id, inputs, tags))
+        options = {"session_id": session_id, "traceparent": traceparent}
+        await self._runs.call(lambda: self._enqueue(run_id, inputs, tags, options))
         return run_id
 
-    def _enqueue(self, run_id: str, inputs: Mapping[str, Any], tags: Mapping[str, str]) -> None:
-        self.jobs.create(run_id, self.prepared.workflow.name, inputs, tags)
-        send_run(self.app, self.key, run_id, inputs, tags)
+    def _enqueue(
+        self,
+        run_id: str,
+        inputs: Mapping[str, Any],
+        tags: Mapping[str, str],
+        options: Mapping[str, Any],
+    ) -> None:
+        name = self.prepared.workflow.name
+        session_id = options.get("session_id")
+        self.runs.create(run_id, name, inputs, tags, session_id=session_id, task=options)
+        send_run(self.app, self.key, run_id, inputs, tags, options)
+
+    async def resume(
+        self,
+        run_id: str,
+        inputs: Mapping[str, Any] | None,
+        *,
+        traceparent: str | None = None,
+        decide_within: float,
+    ) -> bool:
+        """Enqueue another attempt of the run and wait up to ``decide_within`` seconds for the
+        worker that takes it to say whether the engine took it (see
+        :meth:`~configurable_agents.server.executor.Executor.resume`)."""
+        view = await self._runs.get(run_id)
+        if view is None or view["workflow"] != self.prepared.workflow.name:
+            raise ResumeError(f"no run {run_id!r} of this workflow")
+        answer_id = uuid.uuid4().hex
+        options = {"resume": answer_id, "traceparent": traceparent}
+        given = None if inputs is None else dict(inputs)
+        task = {"inputs": given, "options": options}
+        if not await self._runs.call(lambda: self.runs.reopen(run_id, task)):
+            raise ResumeError(f"run {run_id} is {view['status']}: only a run that waits or did "
+                              "not succeed can be resumed, once it ended")  # fmt: skip
+        tags = view["tags"]
+        await self._runs.call(lambda: send_run(self.app, self.key, run_id, given, tags, options))
+        deadline = time.monotonic() + decide_within
+        while True:
+            answer, summary = await asyncio.to_thread(self._decision, run_id, answer_id)
+            if answer is not None or summary is not None:
+                break
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(POLL_S)
+        if answer is not None and answer.get("refused"):
+            detail = str(answer.get("detail") or "resume refused")
+            if answer["refused"] == "inputs":
+                raise ResumeInputError(detail, list(answer.get("errors") or []))
+            raise ResumeError(detail)
+        return True
+
+    def _decision(
+        self, run_id: str, answer_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The worker's answer to a resume, and the run's summary (it may end first)."""
+        return self.runs.resume_answer(answer_id), self.runs.summary(run_id)
 
     async def wait(self, run_id: str, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the run to end (on whichever worker)."""

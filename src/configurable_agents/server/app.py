@@ -1,10 +1,11 @@
-"""The FastAPI application serving one workflow: runs, their status, its schema, metrics and
-costs.
+"""The FastAPI application serving one workflow: runs, their status, live events and resumption,
+its schema, metrics and costs.
 
 The handlers are module functions, each in the module of its resource (:mod:`.runs_api`,
-:mod:`.info_api`, :mod:`.costs`), given the served workflow (:class:`~.served.Served`) as a
-dependency; none calls a store on the event loop. Runs live in a :class:`~.store.RunStore` (the
-job table, :mod:`.jobs`, or the queue's Redis), so ``GET /runs/{id}`` answers after a restart too.
+:mod:`.events_api`, :mod:`.resume_api`, :mod:`.info_api`, :mod:`.costs`), given the served
+workflow (:class:`~.served.Served`) as a dependency; none calls a store on the event loop. Runs
+live in a :class:`~.store.RunStore` (the job table, :mod:`.jobs`, or the queue's Redis), so
+``GET /runs/{id}`` answers after a restart too.
 
 Every answer is JSON (``/metrics`` is text) and in the OpenAPI document with its model: request
 bodies are parsed strictly (:mod:`.wire`), the token and body limit are checked first
@@ -31,11 +32,13 @@ from ..evaluation.online import OnlineEvaluator
 from ..observability.prometheus import Metrics
 from ..observability.recorder import tracking_uri
 from .costs import add_cost_routes
+from .events_api import add_event_routes
 from .executor import Executor, LocalExecutor
 from .guard import Guard
 from .info_api import add_info_routes
 from .openapi import finish_document
 from .recording import per_request_runs
+from .resume_api import add_resume_routes
 from .runs_api import add_run_routes
 from .schemas import io_schemas, run_request_model
 from .served import Served
@@ -53,9 +56,11 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 _log = logging.getLogger(__name__)
 
 _CONDUCT = (
-    "Answers are JSON (`/metrics` is Prometheus text). Request bodies must be strict JSON "
+    "Answers are JSON (`/metrics` is Prometheus text, event streams are `text/event-stream`). "
+    "Request bodies must be strict JSON "
     f"(UTF-8, no NaN or Infinity, no lone surrogates, nested at most {MAX_JSON_DEPTH} deep), "
-    "else 422. A method a path does not serve gets 405 with `Allow`."
+    "else 422. A method a path does not serve gets 405 with `Allow`. `POST /runs` and resume "
+    "honour a W3C `traceparent` header (an invalid one is ignored)."
 )
 
 
@@ -111,7 +116,8 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, _internal_error)
-    for add_routes in (add_run_routes, add_info_routes, add_cost_routes):
+    routes = (add_run_routes, add_event_routes, add_resume_routes, add_info_routes, add_cost_routes)
+    for add_routes in routes:
         add_routes(app, auth)
     finish_document(app, auth, OPEN_PATHS, {"RunRequest": run_request_model(workflow)})
     return app

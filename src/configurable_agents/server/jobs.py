@@ -9,6 +9,7 @@ reports interrupted runs instead of forgetting them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from typing import Any
 from ..engine.records import RunStatus
 from ..environment import RUNS_DB_ENV
 from ..observability.spool import process_alive
-from .store import QUEUED, RUNNING, UNFINISHED, run_view, summarize
+from .store import QUEUED, RESUMABLE, RUNNING, UNFINISHED, run_view, summarize
 
 __all__ = [
     "INTERRUPTED",
@@ -51,10 +52,14 @@ CREATE TABLE IF NOT EXISTS runs (
     finished REAL,
     inputs TEXT NOT NULL,
     tags TEXT NOT NULL,
-    summary TEXT
+    summary TEXT,
+    session_id TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_recent ON runs (workflow, created);
 """
+
+_ADDED_COLUMNS = {"session_id": "TEXT"}
+"""Columns added since the first table: a table made before gets them at start."""
 
 
 def default_runs_db() -> Path:
@@ -103,6 +108,11 @@ class JobStore:
             # No fsync per commit: a killed server loses nothing, a power cut the last moments.
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(_SCHEMA)
+            have = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:  # another process may add it meanwhile
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        connection.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -111,13 +121,21 @@ class JobStore:
             yield self._db
 
     def create(
-        self, run_id: str, workflow: str, inputs: Mapping[str, Any], tags: Mapping[str, str]
+        self,
+        run_id: str,
+        workflow: str,
+        inputs: Mapping[str, Any],
+        tags: Mapping[str, str],
+        *,
+        session_id: str | None = None,
+        task: Mapping[str, Any] | None = None,
     ) -> None:
-        """Add a ``queued`` run owned by this process."""
+        """Add a ``queued`` run owned by this process (``task`` is not kept: this process runs
+        it, and nothing sends it again)."""
         with self._connection() as connection:
             connection.execute(
-                "INSERT INTO runs (id, workflow, status, owner, created, inputs, tags) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (id, workflow, status, owner, created, inputs, tags, "
+                "session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     workflow,
@@ -126,7 +144,27 @@ class JobStore:
                     time.time(),
                     _json_text(dict(inputs)),
                     _json_text(dict(tags)),
+                    session_id,
                 ),
+            )
+
+    def reopen(self, run_id: str, task: Mapping[str, Any] | None = None) -> bool:
+        """See :meth:`~.store.RunStore.reopen`; the run is owned by this process from now on."""
+        marks = ", ".join("?" * len(RESUMABLE))
+        with self._connection() as connection:
+            cursor = connection.execute(
+                f"UPDATE runs SET status = ?, owner = ? WHERE id = ? AND status IN ({marks})",
+                (QUEUED, self.owner, run_id, *RESUMABLE),
+            )
+        return cursor.rowcount == 1
+
+    def restore(self, run_id: str) -> None:
+        """See :meth:`~.store.RunStore.restore`."""
+        with self._connection() as connection:
+            connection.execute(
+                "UPDATE runs SET status = json_extract(summary, '$.status') "
+                "WHERE id = ? AND summary IS NOT NULL",
+                (run_id,),
             )
 
     def start(self, run_id: str) -> None:

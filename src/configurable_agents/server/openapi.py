@@ -35,13 +35,17 @@ def ok(model: type[BaseModel], description: str, **extra: Any) -> dict[str, Any]
     return {"model": model, "description": description, **extra}
 
 
-def responses(*statuses: int, auth: bool) -> dict[int | str, dict[str, Any]]:
+def responses(
+    *statuses: int, auth: bool, notes: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
     """The error answers of an operation: the given statuses, 400 and 413 (any request can
-    carry them), and 401 when a token is required (``auth``)."""
+    carry them), and 401 when a token is required (``auth``); ``notes`` says what a status means
+    for this operation, where it differs."""
     wanted = sorted({*statuses, 400, 413, *([401] if auth else [])})
     documented: dict[int | str, dict[str, Any]] = {}
     for status in wanted:
-        documented[status] = {"model": Error, "description": _JSON_ERRORS[status]}
+        description = (notes or {}).get(status, _JSON_ERRORS[status])
+        documented[status] = {"model": Error, "description": description}
         if status == 401:
             documented[status]["headers"] = _WWW_AUTHENTICATE
     return documented
@@ -69,6 +73,15 @@ def _errors_as_json(operation: dict[str, Any]) -> None:
             response["content"] = {"application/json": next(iter(content.values()))}
 
 
+def _no_anything_json(operation: dict[str, Any]) -> None:
+    """An answer documented in another media type (an event stream) is not also JSON of any
+    shape (FastAPI adds ``application/json`` with an empty schema to every answer)."""
+    for response in operation["responses"].values():
+        content = response.get("content", {})
+        if len(content) > 1 and content.get("application/json", {}).get("schema") == {}:
+            del content["application/json"]
+
+
 def finish_document(
     app: FastAPI,
     token_required: bool,
@@ -93,6 +106,7 @@ def finish_document(
         for path, item in document["paths"].items():
             for operation in item.values():
                 _errors_as_json(operation)
+                _no_anything_json(operation)
                 if _plain_path_only(operation):
                     operation["responses"].pop("422", None)
                 if token_required and path not in open_paths:

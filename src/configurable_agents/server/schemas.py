@@ -29,10 +29,12 @@ __all__ = [
     "Health",
     "NotReady",
     "Ready",
+    "ResumeRequest",
     "Run",
     "RunList",
     "RunRequest",
     "RunState",
+    "Waiting",
     "WorkflowSchemas",
     "inputs_schema",
     "io_schemas",
@@ -41,6 +43,9 @@ __all__ = [
 
 MAX_WAIT_S = 300.0
 """Longest a request may wait for its run before it is answered 202."""
+
+MAX_SESSION_ID = 256
+"""Longest ``session_id`` accepted."""
 
 RunState = StrEnum(  # type: ignore[misc]
     "RunState", [(status.upper(), status) for status in (QUEUED, RUNNING, *RunStatus)]
@@ -74,6 +79,14 @@ class RunRequest(BaseModel):
     """How long to wait for the result: 200 with it if the run ends in time, else 202 and the
     run goes on (poll ``status_url``). A JSON number: not a string, boolean or null."""
 
+    session_id: str | None = Field(default=None, min_length=1, max_length=MAX_SESSION_ID)
+    """The conversation the run belongs to: its `scope: session` state fields start from the
+    session's last run (inputs win) and are kept for its next one."""
+
+    stream: bool = Field(default=False, strict=True)
+    """`true`: answer with the run's events as Server-Sent Events (`text/event-stream`) until
+    it ends (`wait_seconds` is not used); see `GET /runs/{run_id}/events`."""
+
 
 def run_request_model(workflow: Workflow) -> type[RunRequest]:
     """:class:`RunRequest` documenting ``inputs`` as this workflow's (validation stays loose)."""
@@ -86,6 +99,22 @@ def run_request_model(workflow: Workflow) -> type[RunRequest]:
     )
 
 
+class ResumeRequest(BaseModel):
+    """Another attempt of a run that waits (or did not succeed), from its last checkpoint."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    inputs: dict[str, Any] | None = None
+    """What the waiting node asks for: its `outputs` (see the run's `waiting`); none for an
+    approval (`interrupt_before`) or a run that failed."""
+
+    wait_seconds: float = Field(default=30.0, ge=0, le=MAX_WAIT_S, allow_inf_nan=False, strict=True)
+    """As for `POST /runs`: 200 with the run if it ends (or waits again) in time, else 202."""
+
+    stream: bool = Field(default=False, strict=True)
+    """`true`: answer with this attempt's events as Server-Sent Events until it ends."""
+
+
 class Tokens(BaseModel):
     """Model tokens of a run."""
 
@@ -96,8 +125,22 @@ class Tokens(BaseModel):
     reasoning: int
 
 
+class Waiting(BaseModel):
+    """What a waiting run needs from a person before `POST /runs/{run_id}/resume`."""
+
+    node: str
+    kind: Literal["input", "approval"]
+    prompt: str
+    outputs: dict[str, Any] = Field(description="JSON Schema of the `inputs` a resume gives.")
+    deadline: float | None = Field(description="When the wait times out (epoch seconds).")
+    iteration: int | None
+    item_index: int | None
+    label: str | None
+
+
 class Run(BaseModel):
-    """A run as the job table keeps it; the summary fields are null until it ends."""
+    """A run as the job table keeps it; the summary fields are null until it ends (and while a
+    resumed run's next attempt goes on)."""
 
     run_id: str
     workflow: str
@@ -114,6 +157,10 @@ class Run(BaseModel):
     duration_s: float | None
     trace_id: str | None
     error: str | None
+    session_id: str | None
+    attempt: int | None = Field(description="1, then one more at each resume.")
+    resumed_from: str | None = Field(description="Trace of the attempt this one resumed.")
+    waiting: list[Waiting] | None = Field(description="What a `waiting` run waits for.")
 
 
 class Accepted(BaseModel):

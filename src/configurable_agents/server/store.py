@@ -21,11 +21,13 @@ from ..engine.records import RunResult, RunStatus
 
 __all__ = [
     "QUEUED",
+    "RESUMABLE",
     "RUNNING",
     "UNFINISHED",
     "AsyncRuns",
     "Record",
     "RunStore",
+    "ended_event",
     "run_view",
     "summarize",
 ]
@@ -39,6 +41,10 @@ RUNNING = "running"
 UNFINISHED = (QUEUED, RUNNING)
 """Statuses of runs that have not ended; an ended run has a :class:`RunStatus` value."""
 
+RESUMABLE = tuple(s.value for s in RunStatus if s is not RunStatus.SUCCESS)
+"""Statuses of runs another attempt may continue from their last checkpoint (``waiting``, and
+every ending but ``success``)."""
+
 SUMMARY_FIELDS = (
     "outputs",
     "state",
@@ -48,6 +54,9 @@ SUMMARY_FIELDS = (
     "duration_s",
     "trace_id",
     "error",
+    "attempt",
+    "resumed_from",
+    "waiting",
 )
 """What a run's view takes from its summary (``None`` until it ends)."""
 
@@ -72,9 +81,28 @@ class RunStore(Protocol):
     path: Any
 
     def create(
-        self, run_id: str, workflow: str, inputs: Mapping[str, Any], tags: Mapping[str, str]
+        self,
+        run_id: str,
+        workflow: str,
+        inputs: Mapping[str, Any],
+        tags: Mapping[str, str],
+        *,
+        session_id: str | None = None,
+        task: Mapping[str, Any] | None = None,
     ) -> None:
-        """Add a :data:`QUEUED` run."""
+        """Add a :data:`QUEUED` run of the session ``session_id``, if any; ``task`` is what its
+        execution is given beyond the inputs and tags (kept where it may be sent again)."""
+        ...
+
+    def reopen(self, run_id: str, task: Mapping[str, Any] | None = None) -> bool:
+        """Make an ended, :data:`RESUMABLE` run :data:`QUEUED` again for another attempt (given
+        ``task``), atomically; whether it was (not: no such run, it has not ended, or it
+        succeeded). Its last summary is kept for :meth:`restore`."""
+        ...
+
+    def restore(self, run_id: str) -> None:
+        """Undo :meth:`reopen` (the attempt was refused before it changed anything): the run is
+        again as its last summary says."""
         ...
 
     def start(self, run_id: str) -> None:
@@ -123,26 +151,53 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 def run_view(record: Record) -> dict[str, Any]:
-    """A run as the API shows it: id, status, times, inputs, tags, then its summary.
+    """A run as the API shows it: id, status, times, inputs, tags, session, then its summary
+    (``None`` while it has not ended, a resumed run's last summary included).
 
     Args:
         record: The stored run: ``id``, ``workflow``, ``status``, ``created`` and ``finished``
             (epoch seconds, ``finished`` ``None`` until it ends), ``inputs`` and ``tags`` (JSON
-            text) and ``summary`` (JSON text, or ``None`` until it ends).
+            text), ``summary`` (JSON text, or ``None`` until it ends) and, if the store keeps
+            it, ``session_id``.
     """
-    summary = json.loads(record["summary"]) if record["summary"] else {}
+    status = record["status"]
+    ended = status not in UNFINISHED  # a resumed run's last summary is not its current one
+    summary = json.loads(record["summary"]) if ended and record["summary"] else {}
     view: dict[str, Any] = {
         "run_id": record["id"],
         "workflow": record["workflow"],
-        "status": record["status"],
+        "status": status,
         "created_at": _iso(record["created"]),
-        "finished_at": _iso(record["finished"]),
+        "finished_at": _iso(record["finished"]) if ended else None,
         "inputs": json.loads(record["inputs"]),
         "tags": json.loads(record["tags"]),
+        "session_id": _column(record, "session_id") or summary.get("session_id"),
     }
     for key in SUMMARY_FIELDS:
         view[key] = summary.get(key)
     return view
+
+
+def _column(record: Record, key: str) -> Any:
+    """``record[key]``, or ``None`` for a record written before the column existed."""
+    try:
+        return record[key]
+    except (KeyError, IndexError):
+        return None
+
+
+def ended_event(view: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``run_finished`` event (as ``RunEvent.to_dict()`` gives it) made from an ended run's
+    view, for a stream whose own events are gone (expired, or the run ended without any)."""
+    return {
+        "type": "run_finished",
+        "run_id": view["run_id"],
+        "status": view["status"],
+        "error": view.get("error"),
+        "cost_usd": view.get("cost_usd"),
+        "tokens": view.get("tokens"),
+        "trace_id": view.get("trace_id"),
+    }
 
 
 class AsyncRuns:
@@ -156,10 +211,31 @@ class AsyncRuns:
         self.store = store
 
     async def create(
-        self, run_id: str, workflow: str, inputs: Mapping[str, Any], tags: Mapping[str, str]
+        self,
+        run_id: str,
+        workflow: str,
+        inputs: Mapping[str, Any],
+        tags: Mapping[str, str],
+        *,
+        session_id: str | None = None,
+        task: Mapping[str, Any] | None = None,
     ) -> None:
-        """See :meth:`RunStore.create`."""
-        await _settled(lambda: self.store.create(run_id, workflow, inputs, tags))
+        """See :meth:`RunStore.create` (a run without a session or task options is created
+        without them, so a store written before they existed still takes it)."""
+        options: dict[str, Any] = {}
+        if session_id is not None:
+            options["session_id"] = session_id
+        if task:
+            options["task"] = task
+        await _settled(lambda: self.store.create(run_id, workflow, inputs, tags, **options))
+
+    async def reopen(self, run_id: str, task: Mapping[str, Any] | None = None) -> bool:
+        """See :meth:`RunStore.reopen`."""
+        return await _settled(lambda: self.store.reopen(run_id, task))
+
+    async def restore(self, run_id: str) -> None:
+        """See :meth:`RunStore.restore`."""
+        await _settled(lambda: self.store.restore(run_id))
 
     async def start(self, run_id: str) -> None:
         """See :meth:`RunStore.start`."""
