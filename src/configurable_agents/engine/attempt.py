@@ -218,7 +218,12 @@ async def _run_graph(
     deadline = asyncio.timeout(execution.timeout)
     try:
         async with deadline:
-            final = await graph.ainvoke(graph_input, run_config)
+            # "sync": a node's checkpoint is written before the next node starts, so a process
+            # killed during a call has every earlier node saved (LangGraph's default, "async",
+            # writes it while the next step runs: a SIGKILL then loses it, and that node's
+            # calls are made and paid again on resume)
+            durability = "sync" if graph.checkpointer is not None else None
+            final = await graph.ainvoke(graph_input, run_config, durability=durability)
         ctx.state = {k: v for k, v in final.items() if k in prepared.workflow.fields}
         waiting = [WaitingFor.from_dict(i.value) for i in final.get("__interrupt__") or ()]
         return (RunStatus.WAITING if waiting else RunStatus.SUCCESS), None, waiting
@@ -283,9 +288,8 @@ async def _keep_session(
 
 def saved_spend(snapshot: Any) -> Spend:
     """What a checkpoint (a LangGraph ``StateSnapshot``) says its completed node executions
-    cost: its state's, plus the writes kept for tasks of an unfinished step that completed."""
-    spent = Spend.from_dict((snapshot.values or {}).get(SPENT_KEY) or {})
-    for task in snapshot.tasks or ():
-        if isinstance(task.result, dict):
-            spent += Spend.from_dict(task.result.get(SPENT_KEY) or {})
-    return spent
+    cost. The snapshot is the thread's latest (``aget_state`` without a checkpoint id), whose
+    values already hold the writes kept for tasks of an unfinished step that completed (a
+    fan-out's finished items, a fork's finished branch): adding ``snapshot.tasks``' results
+    again would count those twice."""
+    return Spend.from_dict((snapshot.values or {}).get(SPENT_KEY) or {})
