@@ -1,6 +1,7 @@
 """Durable runs: what checkpoints cost per node, and how soon a live listener hears of a node.
 
-    python bench/bench_durable.py [--nodes 20] [--runs 30] [--rounds 5] [--postgres URI]
+    python bench/bench_durable.py [--nodes 20] [--runs 30] [--rounds 4] [--postgres URI]
+                                  [--serve-runs 20] [--no-serve]
 
 A chain of ``--nodes`` nodes on the offline `mock` provider runs ``--runs`` times without
 checkpoints and ``--runs`` times with them (SQLite store in a temporary folder; with
@@ -13,12 +14,25 @@ notes its spend in the ledger beside it, as `run` does.
 Then the live events: for each node of a plain run, the time from the node's start (the
 event's ``at``) to the moment an in-process ``on_event`` listener has its ``node_started``
 event, median and max in microseconds.
+
+Then the same end to end, over HTTP: the chain is served by ``configurable-agents serve`` in a
+child process on a free 127.0.0.1 port (as ``bench/bench_serve.py`` starts it: ``--llm mock``,
+untraced, a job table in the temporary folder), and after a few warm-up runs ``--serve-runs``
+runs are started with ``POST /runs`` ``{"inputs": ..., "stream": true}`` and their Server-Sent
+Events read with httpx. For each ``node_started`` event, the time from its ``at`` (set by the
+engine in the server) to the moment its ``data:`` line is read in this process (the same machine's
+clock), median, p95 and max in milliseconds, for all nodes and apart for the first node of each
+run (the run may start before its stream does) and the later ones, beside the in-process median.
+``--no-serve`` skips it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -28,7 +42,12 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_serve import Server
+
 TARGET_MS_PER_NODE = 2.0
+SERVE_WARMUP_RUNS = 3
 
 
 def _workflow(folder: Path, nodes: int, store: str | None) -> Path:
@@ -91,7 +110,7 @@ async def _checkpoints(args: argparse.Namespace, folder: Path) -> None:
               f"(target <= {TARGET_MS_PER_NODE} ms on SQLite: {verdict})")  # fmt: skip
 
 
-async def _events(args: argparse.Namespace, folder: Path) -> None:
+async def _events(args: argparse.Namespace, folder: Path) -> list[float]:
     from configurable_agents import prepare_workflow
 
     prepared = prepare_workflow(_workflow(folder, args.nodes, None), trace=False)
@@ -107,6 +126,68 @@ async def _events(args: argparse.Namespace, folder: Path) -> None:
         f"events     node start -> node_started heard in-process: median "
         f"{statistics.median(heard):6.1f} us, max {max(heard):6.1f} us over {len(heard)} nodes"
     )
+    return heard
+
+
+def _stream_run(client: Any, url: str, nodes: int) -> list[tuple[int, float]]:
+    """One streamed run: for each ``node_started`` event, its place in the run (0: the first
+    node) and the milliseconds from its ``at`` to the moment its ``data:`` line was read."""
+    body = {"inputs": {"topic": "bees"}, "stream": True}
+    delays: list[tuple[int, float]] = []
+    finished: dict[str, Any] = {}
+    with client.stream("POST", f"{url}/runs", json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"POST /runs answered {response.status_code}: {response.read()!r}")
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue  # id:, event:, comments and the blank line between messages
+            received = time.time()
+            event = json.loads(line.removeprefix("data:"))
+            if event["type"] == "node_started":
+                delays.append((len(delays), (received - event["at"]) * 1000))
+            elif event["type"] == "run_finished":
+                finished = event
+    if finished.get("status") != "success" or len(delays) != nodes:
+        raise RuntimeError(f"streamed run: {len(delays)} node_started of {nodes}, end {finished}")
+    return delays
+
+
+def _summary(values: list[float]) -> str:
+    p95 = statistics.quantiles(values, n=20, method="inclusive")[18]
+    return (
+        f"median {statistics.median(values):6.2f} ms, p95 {p95:6.2f} ms, "
+        f"max {max(values):6.2f} ms over {len(values):3d} nodes"
+    )
+
+
+def _serve_events(args: argparse.Namespace, folder: Path, in_process_us: list[float]) -> None:
+    import httpx
+
+    folder.mkdir()
+    cli = shutil.which("configurable-agents") or str(
+        Path(sys.executable).with_name("configurable-agents")
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CONFIGURABLE_AGENTS_API_TOKEN"}
+    env["CONFIGURABLE_AGENTS_TRACING"] = "off"
+    server = Server(cli, folder, _workflow(folder, args.nodes, None), env)
+    try:
+        with httpx.Client(timeout=60) as client:
+            for _ in range(SERVE_WARMUP_RUNS):
+                _stream_run(client, server.url, args.nodes)
+            delays: list[tuple[int, float]] = []
+            for _ in range(args.serve_runs):
+                delays += _stream_run(client, server.url, args.nodes)
+    finally:
+        server.stop()
+    every = [ms for _, ms in delays]
+    first = [ms for place, ms in delays if place == 0]
+    later = [ms for place, ms in delays if place > 0]
+    in_process_ms = statistics.median(in_process_us) / 1000
+    print(f"events     node start -> node_started read over SSE (serve, {args.serve_runs} "
+          f"streamed runs, httpx), in-process median {in_process_ms:.4f} ms:")  # fmt: skip
+    print(f"           all nodes   {_summary(every)}")
+    print(f"           first node  {_summary(first)}")
+    print(f"           later nodes {_summary(later)}")
 
 
 def main() -> None:
@@ -115,12 +196,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--postgres", metavar="URI", default=None)
+    parser.add_argument("--serve-runs", type=int, default=20, help="streamed runs over HTTP")
+    parser.add_argument("--no-serve", action="store_true", help="skip the events over HTTP")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         print(f"{args.nodes}-node chain on the mock provider, {args.runs} runs x {args.rounds} "
               f"rounds per mode (ABBA), python {sys.version.split()[0]}")  # fmt: skip
         asyncio.run(_checkpoints(args, Path(folder)))
-        asyncio.run(_events(args, Path(folder)))
+        heard = asyncio.run(_events(args, Path(folder)))
+        if not args.no_serve:
+            _serve_events(args, Path(folder) / "serve", heard)
 
 
 if __name__ == "__main__":
