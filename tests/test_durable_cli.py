@@ -358,3 +358,25 @@ def test_session_fields_carry_over_between_runs_of_a_session(
         json.dumps(r["messages"]).split("remembered ")[1].split('"')[0] for r in stub_llm.requests
     ]
     assert remembered == ["nothing", "heard t1", "nothing"]
+
+
+def test_the_approval_example_waits_then_sends_once_approved(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "approval.yaml"
+    out = tmp_path / "result.json"
+    runner = CliRunner()
+    first = runner.invoke(
+        app,
+        ["run", str(example), "--llm", "mock", "-i", "ticket=Refund order 1234", "-o", str(out)],
+    )
+    assert first.exit_code == 6, first.output
+    result = json.loads(out.read_text())
+    assert (result["status"], result["waiting"][0]["node"]) == ("waiting", "review")
+    assert f"resume {example} {result['run_id']} --llm mock -i approved=" in first.output
+    again = runner.invoke(
+        app,
+        ["resume", str(example), result["run_id"], "--llm", "mock", "-i", "approved=true",
+         "-i", "comment=fine", "-o", str(out)],
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    done = json.loads(out.read_text())
+    assert done["outputs"]["receipt"] and done["attempt"] == 2

@@ -44,7 +44,7 @@ edges:
 
 def test_the_required_examples_exist() -> None:
     names = {path.stem for path in EXAMPLES}
-    assert {"article_writer", "routing", "loop", "fan_out", "nested_output"} <= names
+    assert {"article_writer", "routing", "loop", "fan_out", "nested_output", "approval"} <= names
     assert EVALUATION_EXAMPLE in EXAMPLES
 
 

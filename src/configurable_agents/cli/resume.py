@@ -85,4 +85,4 @@ def resume(
         fail_input(f"{exc} (the run is unchanged)")
     except ResumeError as exc:
         fail_input(str(exc))
-    finish(prepared, file, run_live(prepared, start, verbose), output, wait)
+    finish(prepared, file, run_live(prepared, start, verbose), output, wait, llm)

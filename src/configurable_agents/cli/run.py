@@ -97,7 +97,7 @@ def run(
     def start(on_record: Callable[[NodeRecord], None]) -> Awaitable[RunResult]:
         return prepared.arun(inputs, tags=labels, on_record=on_record, session_id=session)
 
-    finish(prepared, file, run_live(prepared, start, verbose), output, wait)
+    finish(prepared, file, run_live(prepared, start, verbose), output, wait, llm)
 
 
 def finish(
@@ -106,8 +106,10 @@ def finish(
     outcome: tuple[RunResult | None, bool],
     output: Path | None,
     wait: bool,
+    llm: str | None,
 ) -> None:
-    """Report a run (or a resumed attempt) and exit with its status's code."""
+    """Report a run (or a resumed attempt) and exit with its status's code; one that can go on
+    says how (``llm``: the ``--llm`` it ran with, repeated in that command)."""
     from ..engine.durable import checkpoints_enabled
 
     result, interrupted = outcome
@@ -115,25 +117,28 @@ def finish(
         click.echo("interrupted before the run started", err=True)
         sys.exit(130)
     _report(result, prepared, output, wait)
+    again = f"configurable-agents resume {file} {result.run_id}" + (f" --llm {llm}" if llm else "")
     if result.waiting:
-        _say_waiting(result, file)
+        _say_waiting(result, again)
     elif result.status.value != "success" and checkpoints_enabled(prepared.workflow):
-        click.echo(f"resume it: configurable-agents resume {file} {result.run_id}", err=True)
+        click.echo(f"resume it: {again}", err=True)
     sys.exit(130 if interrupted else EXIT_CODES[result.status.value])
 
 
-def _say_waiting(result: RunResult, file: Path) -> None:
-    """Tell the person what the run waits for and how to go on."""
+def _say_waiting(result: RunResult, again: str) -> None:
+    """Tell the person what the run waits for and how to go on (``again`` resumes it); a
+    resume answers the first question, and the run then asks the next."""
     for waiting in result.waiting:
         where = f" (item {waiting.item_index})" if waiting.item_index is not None else ""
         click.echo(f"waiting for {waiting.kind} at node {waiting.node!r}{where}: "
                    f"{waiting.prompt}", err=True)  # fmt: skip
-        names = list(waiting.outputs.get("properties") or {})
-        given = " ".join(f"-i {name}=..." for name in names) if names else ""
-        if waiting.kind == "approval":
-            given = "(or -i approved=false to decline)"
-        click.echo(f"resume it: configurable-agents resume {file} {result.run_id} {given}".rstrip(),
-                   err=True)  # fmt: skip
+    first = result.waiting[0]
+    names = list(first.outputs.get("properties") or {})
+    given = " ".join(f"-i {name}=..." for name in names)
+    if first.kind == "approval":
+        given = "(or -i approved=false to decline)"
+    more = " (answers the first; the run then asks the next)" if len(result.waiting) > 1 else ""
+    click.echo(f"resume it: {again} {given}".rstrip() + more, err=True)
 
 
 def run_live(

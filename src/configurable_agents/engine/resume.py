@@ -62,6 +62,9 @@ async def plan_resume(
     if pending:
         waiting = WaitingFor.from_dict(pending[0].value)
         if waiting.deadline is not None and waiting.deadline < time.time():
+            if entry.status == "timeout":
+                raise ResumeError(f"run {run_id!r} timed out waiting for input at node "
+                                  f"{waiting.node!r}: it cannot go on")  # fmt: skip
             node = next(n for n in workflow.config.nodes if n.id == waiting.node)
             attempt.expired = (
                 f"node {waiting.node!r} waited for its input longer than its "
