@@ -82,7 +82,7 @@ def test_without_docker_it_writes_the_files_and_says_nothing_runs(generated: Gen
     names = {p.name for p in generated.out.iterdir()}
     assert names == {
         "Dockerfile", "docker-compose.yml", "entrypoint.sh", "README.md", ".env.example",
-        "workflow.yaml", "wheels",
+        ".dockerignore", "workflow.yaml", "wheels",
     }  # fmt: skip
     assert os.access(generated.out / "entrypoint.sh", os.X_OK)
 

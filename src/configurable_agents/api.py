@@ -17,10 +17,38 @@ from .engine import NodeRecord, PreparedWorkflow, RunObserver, RunResult, check_
 from .engine import prepare_workflow as prepare_engine
 from .engine.events import EventListener
 
-__all__ = ["TRACING_ENV", "arun_workflow", "observers_for", "prepare_workflow", "run_workflow"]
+__all__ = [
+    "TAGS_ENV",
+    "TRACING_ENV",
+    "arun_workflow",
+    "observers_for",
+    "prepare_workflow",
+    "run_workflow",
+]
 
 TRACING_ENV = "CONFIGURABLE_AGENTS_TRACING"
 """`on` or `off`: overrides `config.observability.mlflow.enabled`; `trace=` overrides both."""
+
+TAGS_ENV = "CONFIGURABLE_AGENTS_TAGS"
+"""`K=V,K2=V2`: labels every run of a prepared workflow gets (a container's, say); a run's own
+tags win."""
+
+
+def env_tags(env: Mapping[str, str]) -> dict[str, str]:
+    """The tags ``$CONFIGURABLE_AGENTS_TAGS`` gives every run.
+
+    Raises:
+        SetupError: an entry is not ``KEY=VALUE``.
+    """
+    from .engine import SetupError
+
+    tags: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in env.get(TAGS_ENV, "").split(","))):
+        key, sep, value = entry.partition("=")
+        if not sep or not key.strip():
+            raise SetupError(f"${TAGS_ENV}: {entry!r} is not KEY=VALUE")
+        tags[key.strip()] = value.strip()
+    return tags
 
 
 def observers_for(
@@ -65,8 +93,9 @@ def prepare_workflow(
 
     Raises:
         WorkflowValidationError: the workflow file is invalid.
-        SetupError: a provider's package or key, or a tool, is missing, or a registry prompt
-            cannot be resolved (nothing was called).
+        SetupError: a provider's package or key, or a tool, is missing, a registry prompt
+            cannot be resolved, or ``$CONFIGURABLE_AGENTS_TAGS`` is malformed (nothing was
+            called).
         ValueError: ``llm`` names an unknown provider.
     """
     env = os.environ if env is None else env
@@ -80,6 +109,7 @@ def prepare_workflow(
         except PromptResolutionError as exc:
             raise SetupError(f"prompt {exc}") from None
     prepared = prepare_engine(workflow, llm=llm, env=env)
+    prepared.tags = env_tags(env)
     prepared.observers.extend(observers_for(prepared.workflow, env=env, trace=trace))
     return prepared
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config.loader import Workflow, load_workflow
 from ..config.schema import END
@@ -37,6 +37,9 @@ from .node import NodePlan
 from .observe import RunObserver
 from .records import NodeRecord, RunResult
 
+if TYPE_CHECKING:
+    from ..tools.mcp import McpServers
+
 T = TypeVar("T")
 
 __all__ = ["PreparedWorkflow", "SetupError", "load", "outputs_of", "prepare_workflow"]
@@ -57,7 +60,11 @@ def _price_book(workflow: Workflow) -> PriceBook:
 
 
 def _plans(
-    workflow: Workflow, llm: str | None, env: Mapping[str, str], prices: PriceBook
+    workflow: Workflow,
+    llm: str | None,
+    env: Mapping[str, str],
+    prices: PriceBook,
+    mcp: McpServers | None = None,
 ) -> dict[str, NodePlan]:
     from ..llm.providers import ProviderError, check_provider
 
@@ -92,7 +99,7 @@ def _plans(
             from ..tools import ToolError, build_tools
 
             try:
-                tools = build_tools(node.tool_refs, config.tools, env=env)
+                tools = build_tools(node.tool_refs, config.tools, env=env, mcp=mcp)
             except ToolError as exc:
                 problems.setdefault(str(exc), []).append(node.id)
             if any(tool.name == FINAL_ANSWER for tool in tools):
@@ -150,6 +157,9 @@ class PreparedWorkflow:
         graph: The compiled LangGraph graph.
         observers: Told of every run as it goes (:class:`~.observe.RunObserver`), in order: MLflow
             recording, OpenTelemetry export, Prometheus metrics, whatever the caller attached.
+        tags: Labels every run gets (a run's own tags win).
+        closing: What it holds open (the MCP servers its tools call), stopped by
+            :meth:`aclose` (or ``async with``, or :meth:`close`).
     """
 
     workflow: Workflow
@@ -159,9 +169,28 @@ class PreparedWorkflow:
     prices: PriceBook
     graph: Any = None
     observers: list[RunObserver] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    closing: list[Any] = field(default_factory=list)
     _models: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
+
+    async def aclose(self) -> None:
+        """Stop what it holds open (its MCP servers); idempotent. A later run starts them
+        again."""
+        for item in reversed(self.closing):
+            await item.aclose()
+
+    def close(self) -> None:
+        """:meth:`aclose` for code that runs no event loop."""
+        for item in reversed(self.closing):
+            item.close()
+
+    async def __aenter__(self) -> PreparedWorkflow:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def observer(self, kind: type[T]) -> T | None:
         """The first attached observer of type ``kind``, if any."""
@@ -206,7 +235,7 @@ class PreparedWorkflow:
         attempt = Attempt(
             run_id,
             dict(inputs or {}),
-            dict(tags or {}),
+            {**self.tags, **(tags or {})},
             dict(state),
             state,
             session_id=session_id,
@@ -299,16 +328,30 @@ def prepare_workflow(
     :func:`configurable_agents.prepare_workflow` also attaches what the workflow's
     `config.observability` asks for (MLflow, OpenTelemetry).
 
+    The MCP servers its nodes' tools name are started here; :meth:`PreparedWorkflow.aclose`
+    stops them.
+
     Raises:
         WorkflowValidationError: the workflow file is invalid.
-        SetupError: a provider's package or key, or a tool, is missing (nothing was called).
+        SetupError: a provider's package or key, or a tool, is missing, or an MCP server cannot
+            be used (nothing was called).
         ValueError: ``llm`` names an unknown provider.
     """
+    from ..tools.mcp import open_mcp_servers
     from .graph import build_graph
 
     workflow = load(workflow_or_path)
     env = os.environ if env is None else env
     prices = _price_book(workflow)
-    plans = _plans(workflow, llm, env, prices)
-    graph = build_graph(workflow, plans)
-    return PreparedWorkflow(workflow, llm, plans, env, prices, graph, list(observers))
+    base_dir = Path(workflow.source).parent if workflow.source else None
+    mcp = open_mcp_servers(workflow.config, env, base_dir)
+    try:
+        plans = _plans(workflow, llm, env, prices, mcp)
+        graph = build_graph(workflow, plans)
+    except BaseException:
+        if mcp is not None:
+            mcp.close()
+        raise
+    prepared = PreparedWorkflow(workflow, llm, plans, env, prices, graph, list(observers))
+    prepared.closing += [mcp] if mcp is not None else []
+    return prepared
