@@ -12,6 +12,7 @@ from .condition_checks import condition_problem
 from .diagnostics import closest
 from .durable_checks import check_durable
 from .issues import Found, Loc
+from .mcp_servers import is_mcp_tool, mcp_server_names_issues, mcp_tool_issue
 from .memory import check_memory
 from .schema import END, IDENTIFIER, START, Node, WorkflowConfig
 from .scope import Scope
@@ -44,6 +45,7 @@ class Known:
         fields: State fields declared or written by left-out items (types unknown).
         fan_out_targets: Targets of left-out `parallel` edges (their templates see `{item}`).
         incomplete: Something structural was left out, so whole-graph checks would mislead.
+        mcp_servers: Names of left-out MCP servers (tools may still name them).
     """
 
     node_ids: set[str] = field(default_factory=set)
@@ -51,6 +53,7 @@ class Known:
     fields: set[str] = field(default_factory=set)
     fan_out_targets: set[str] = field(default_factory=set)
     incomplete: bool = False
+    mcp_servers: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -96,6 +99,7 @@ class _Checker:
             self._outputs(index, node)
         self._parallel_collect_fields()
         self.found.issues += allowed_modules_issues(self.config.config.tools.allowed_modules)
+        self.found.issues += mcp_server_names_issues(self.config.config.tools.mcp_servers)
         for index, node in enumerate(self.config.nodes):
             self._templates(index, node)
             self._tools(index, node)
@@ -286,9 +290,13 @@ class _Checker:
 
     def _tools(self, index: int, node: Node) -> None:
         allowed = self.config.config.tools.allowed_modules
+        servers = {**self.config.config.tools.mcp_servers, **dict.fromkeys(self.known.mcp_servers)}
         for k, ref in enumerate(node.tool_refs):
             loc: Loc = ("nodes", index, "tools", k)
-            if ":" in ref.name:
+            if is_mcp_tool(ref.name):  # mcp:SERVER/TOOL; whether TOOL exists: --resolve
+                if issue := mcp_tool_issue(ref.name, servers):
+                    self.found.issues.append(replace(issue, loc=loc))
+            elif ":" in ref.name:
                 if issue := custom_tool_issue(ref.name, allowed):
                     self.found.issues.append(replace(issue, loc=loc))
             elif ref.name not in BUILTIN_TOOLS:

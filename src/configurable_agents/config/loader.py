@@ -168,6 +168,9 @@ def _prune(data: dict[str, Any], locs: list[Loc], known: Known) -> dict[str, Any
             data["state"]["fields"].pop(loc[2], None)
         elif head == "flow":
             data["flow"] = {"name": "workflow"}
+        elif head == "config" and len(loc) >= 4 and loc[1:3] == ("tools", "mcp_servers"):
+            known.mcp_servers.add(str(loc[3]))  # only that server is left out
+            data["config"]["tools"]["mcp_servers"].pop(loc[3], None)
         elif head == "config" and len(loc) >= 2:
             data["config"].pop(loc[1], None)
         elif head == "evaluation":  # its cross-checks would name what was left out

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from ._model import ConfigModel
+from .mcp_servers import McpServerConfig
 from .memory import MemoryConfig
 
 __all__ = [
@@ -120,6 +121,14 @@ class ToolsConfig(ConfigModel):
     a custom tool from any other module is an error. Only public functions defined in the module
     itself can be tools, not names it imports. `builtins`, `os`, `subprocess`, `sys`, `shutil`,
     `importlib`, `pickle`, `marshal`, `ctypes` and `socket` cannot be listed."""
+
+    mcp_servers: dict[str, McpServerConfig] = {}
+    """MCP servers whose tools nodes may call, by name: a node lists `mcp:NAME/TOOL`. Each is a
+    program on stdio, `{command, args, env, cwd}`, or a streamable HTTP endpoint,
+    `{url, headers}`, with a per-call `timeout` and a `connect_timeout` (seconds). A server is
+    started once per prepared workflow, when its tools are first needed, and stopped with it.
+    `${VAR}` in `args`, `env`, `url` and `headers` is read from the environment then (an unset
+    variable is an error) and never recorded. See docs/TOOLS.md."""
 
 
 class MlflowConfig(ConfigModel):
