@@ -10,6 +10,8 @@ Exit codes (each command's help lists its own):
 - ``eval``: 0 `pass_if` holds (without one: every row ran and succeeded), 1 it does not, 2 bad
   input, 3 budget reached, 130 interrupted.
 - ``versions``: 0 listed, 2 bad input (an invalid file, a store that cannot be read).
+- ``mcp``: 0 stopped (the client closed stdin, or SIGTERM), 2 bad input (an invalid file, two
+  workflows with one name, a non-loopback ``--http`` host without a token), 130 interrupted.
 - Any command: 70 internal error (a bug; the message asks for a report).
 
 One module per command group (:mod:`.validate` has ``validate``, ``schema`` and ``graph``); each
@@ -30,6 +32,7 @@ from . import (
     batch,
     deploy,
     evaluate,
+    mcp,
     observability,
     prompts,
     report,
@@ -64,6 +67,7 @@ for _command in (
     batch.batch,
     evaluate.evaluate,
     serve.serve,
+    mcp.mcp,
     worker.worker,
     observability.observability,
     report.report,
@@ -78,12 +82,23 @@ del _command
 def main() -> None:
     """Console-script entry point: never shows a traceback for a user's mistake.
 
-    Ctrl-C exits 130; an unexpected exception (a bug) is one line and exit 70, unless
-    $CONFIGURABLE_AGENTS_DEBUG is set, when it is raised.
+    A usage error (an unknown option, a bad value) is one line and exit 2; Ctrl-C exits 130; an
+    unexpected exception (a bug) is one line and exit 70, unless $CONFIGURABLE_AGENTS_DEBUG is
+    set, when it is raised.
     """
     try:
-        app(prog_name="configurable-agents")
-    except KeyboardInterrupt:
+        code = app.main(prog_name="configurable-agents", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare command group: its help
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # a typo'd option, a bad value: one line, exit 2
+        where = exc.ctx.command_path if exc.ctx is not None else "configurable-agents"
+        click.echo(f"error: {where}: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # a bug of ours: say so in one line, keep details for debugging
@@ -95,3 +110,4 @@ def main() -> None:
             err=True,
         )
         sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)
