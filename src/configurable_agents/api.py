@@ -132,24 +132,24 @@ async def arun_workflow(
     workflow = load(workflow_or_path)
     if resume is None:
         check_inputs(workflow, inputs or {})
-    prepared = prepare_workflow(workflow, llm=llm, env=env, trace=trace)
-    if resume is not None:
-        return await prepared.aresume(
-            resume,
+    async with prepare_workflow(workflow, llm=llm, env=env, trace=trace) as prepared:
+        if resume is not None:
+            return await prepared.aresume(
+                resume,
+                inputs,
+                tags=tags,
+                on_record=on_record,
+                on_event=on_event,
+                traceparent=traceparent,
+            )
+        return await prepared.arun(
             inputs,
             tags=tags,
             on_record=on_record,
+            session_id=session_id,
             on_event=on_event,
             traceparent=traceparent,
         )
-    return await prepared.arun(
-        inputs,
-        tags=tags,
-        on_record=on_record,
-        session_id=session_id,
-        on_event=on_event,
-        traceparent=traceparent,
-    )
 
 
 def run_workflow(

@@ -141,6 +141,8 @@ def batch(
             stats = asyncio.run(main())
         except DatasetError as exc:
             fail_input(str(exc))
+        finally:
+            prepared.close()  # its MCP servers
     _report(stats, output, prepared)
     code = BATCH_EXIT[stats.stopped] or (1 if stats.failed else 0)
     sys.exit(code)

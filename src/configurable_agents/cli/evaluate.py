@@ -233,4 +233,6 @@ def _run_dataset(
             result = asyncio.run(main())
         except (DatasetError, EvaluationSetupError, BaselineError) as exc:
             fail_input(str(exc))
+        finally:
+            prepared.close()  # its MCP servers
     return result, recorder_of(prepared)

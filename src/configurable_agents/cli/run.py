@@ -172,6 +172,8 @@ def run_live(
             asyncio.run(main())
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            prepared.close()  # its MCP servers
     return holder.get("result"), interrupted
 
 

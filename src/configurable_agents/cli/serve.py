@@ -110,6 +110,8 @@ def serve(
         )
     except EvaluationSetupError as exc:  # online scoring's judge or function cannot be set up
         fail_input(f"evaluation.online: {exc}")
+    finally:
+        prepared.close()  # its MCP servers
 
 
 def _queued(prepared: PreparedWorkflow, url: str) -> tuple[Any, Executor]:

@@ -36,13 +36,16 @@ __all__ = ["graph", "schema", "validate"]
 @click.option(
     "--resolve",
     is_flag=True,
-    help="Also fetch every registry prompt the files reference and check it.",
+    help="Also fetch every registry prompt the files reference and check it, and start the "
+    "MCP servers their tools name to check that those tools exist.",
 )
 def validate(files: tuple[Path, ...], output_format: str, verbose: bool, resolve: bool) -> None:
     """Check workflow FILES and report every problem, located. Exit 1 if any is invalid.
 
     Offline, a registry prompt (prompts:/NAME/VERSION, prompts:/NAME@ALIAS) is checked for its
     form only; --resolve fetches each from the workflow's MLflow store and checks its text.
+    Likewise an MCP tool (mcp:SERVER/TOOL) is checked for its form and a declared SERVER;
+    --resolve starts (or reaches) each server and checks that it lists the TOOL.
     """
     from ..config import validate_workflow
 
@@ -74,29 +77,41 @@ def validate(files: tuple[Path, ...], output_format: str, verbose: bool, resolve
 
 
 def _resolve(workflow: Workflow) -> list[Diagnostic]:
-    """Fetch the workflow's registry prompts and check them: a located error per problem.
+    """Fetch the workflow's registry prompts and check them, and check the tools of its MCP
+    servers: a located error per problem.
 
     Args:
         workflow: A valid workflow.
 
     Returns:
-        The problems (none when every reference resolves and fits the state).
+        The problems (none when every reference resolves and fits the state, and every MCP tool
+        exists).
     """
     from ..config.diagnostics import Diagnostic, format_path
+    from ..config.mcp_servers import referenced_mcp_tools
     from ..config.source import read_source
     from ..prompts import PromptResolutionError, resolve_prompts
 
+    document = read_source(workflow.source) if workflow.source else None
+    found = []
     try:
         resolve_prompts(workflow)
     except PromptResolutionError as exc:
-        document = read_source(workflow.source) if workflow.source else None
-        found = []
         for loc, message in exc.problems:
             line, column = (document.locate(loc) if document else None) or (None, None)
             found.append(Diagnostic(message, path=format_path(loc), file=workflow.source or "",
                                     line=line, column=column, code="prompt"))  # fmt: skip
-        return found
-    return []
+    if referenced_mcp_tools(workflow.config):
+        from ..tools.mcp import check_mcp_tools
+
+        base = Path(workflow.source).parent if workflow.source else None
+        for issue in check_mcp_tools(workflow.config, base_dir=base):
+            where = document.locate(issue.loc, key=issue.at_key) if document else None
+            line, column = where or (None, None)
+            found.append(Diagnostic(issue.message, path=format_path(issue.loc),
+                                    file=workflow.source or "", line=line, column=column,
+                                    suggestion=issue.suggestion, code=issue.code))  # fmt: skip
+    return found
 
 
 def _print_result(

@@ -60,3 +60,6 @@ def worker(
         run_worker(prepared, runs, celery, concurrency=concurrency)
     except EvaluationSetupError as exc:  # online scoring's judge or function cannot be set up
         fail_input(f"evaluation.online: {exc}")
+    finally:
+        for each in prepared:
+            each.close()  # its MCP servers

@@ -125,10 +125,10 @@ class ToolsConfig(ConfigModel):
     mcp_servers: dict[str, McpServerConfig] = {}
     """MCP servers whose tools nodes may call, by name: a node lists `mcp:NAME/TOOL`. Each is a
     program on stdio, `{command, args, env, cwd}`, or a streamable HTTP endpoint,
-    `{url, headers}`, with a per-call `timeout` and a `connect_timeout` (seconds). A server is
-    started once per prepared workflow, when its tools are first needed, and stopped with it.
-    `${VAR}` in `args`, `env`, `url` and `headers` is read from the environment then (an unset
-    variable is an error) and never recorded. See docs/TOOLS.md."""
+    `{url, headers}`, with a per-call `timeout` and a `connect_timeout` (seconds). A server a
+    node names is started once when the workflow is prepared (its tools' arguments are the
+    server's) and stopped with it. `${VAR}` in `args`, `env`, `url` and `headers` is read from
+    the environment then (an unset variable is an error) and never recorded. See docs/TOOLS.md."""
 
 
 class MlflowConfig(ConfigModel):

@@ -194,7 +194,12 @@ async def _run_tool(
     )
     record.tool_calls.append(entry)
     tool = next((t for t in plan.tools if t.name == call["name"]), None)
-    price = ctx.prices.tool_price(entry.name) if tool is not None else None
+    metadata = (tool.metadata or {}) if tool is not None else {}
+    entry.attributes = dict(metadata.get("span_attributes") or {})
+    price = None
+    if tool is not None:  # priced as the workflow names it (mcp:SERVER/TOOL), else as called
+        price = ctx.prices.tool_price(metadata.get("tool", entry.name))
+        price = ctx.prices.tool_price(entry.name) if price is None else price
     try:
         reservation = ctx.reserve_tool(plan.node.id, entry.name, price) if price else None
     except BudgetExceeded as exc:

@@ -66,7 +66,8 @@ class ToolCallRecord:
 
     ``cost_usd`` is the tool's per-call price from the price file, for a call that returned a
     result (0 otherwise). ``runs`` holds what LangChain reported while the tool ran, when autolog
-    is on.
+    is on. ``attributes`` are what its span carries besides (an MCP tool's ``mcp.server`` and
+    ``mcp.tool``).
     """
 
     name: str
@@ -76,6 +77,7 @@ class ToolCallRecord:
     duration_s: float = 0.0
     started_ns: int = 0
     cost_usd: Decimal = Decimal(0)
+    attributes: dict[str, str] = field(default_factory=dict)
     runs: list[LangChainRun] = field(default_factory=list, repr=False, compare=False)
 
 

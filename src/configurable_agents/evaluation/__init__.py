@@ -74,14 +74,17 @@ def evaluate(
     path = dataset_path(loaded, dataset)
     rows = read_rows(path, loaded)
     prepared = prepare_workflow(loaded, llm=llm, trace=trace)
-    if max_cost_usd is not None:
-        prepared.check_budget_enforceable("max_cost_usd")
-        for judge in scoring.judges.all_prepared(scoring.scorers):
-            judge.check_budget_enforceable("max_cost_usd (a judge's model)")
-    return asyncio.run(
-        aevaluate(
-            prepared, scoring, rows, dataset=path, output=Path(output) if output else None,
-            resume=resume, concurrency=concurrency, max_cost_usd=max_cost_usd,
-            baseline=baseline, tags=tags,
-        )
-    )  # fmt: skip
+    try:
+        if max_cost_usd is not None:
+            prepared.check_budget_enforceable("max_cost_usd")
+            for judge in scoring.judges.all_prepared(scoring.scorers):
+                judge.check_budget_enforceable("max_cost_usd (a judge's model)")
+        return asyncio.run(
+            aevaluate(
+                prepared, scoring, rows, dataset=path, output=Path(output) if output else None,
+                resume=resume, concurrency=concurrency, max_cost_usd=max_cost_usd,
+                baseline=baseline, tags=tags,
+            )
+        )  # fmt: skip
+    finally:
+        prepared.close()  # its MCP servers

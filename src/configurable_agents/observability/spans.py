@@ -344,6 +344,7 @@ def _call_span(
 
 def _tool_span(builder: _Builder, tool: ToolCallRecord, parent: str) -> None:
     attributes: dict[str, Any] = {"mlflow.spanInputs": tool.args, "mlflow.spanOutputs": tool.result}
+    attributes.update(tool.attributes)  # an MCP tool's mcp.server and mcp.tool
     if tool.cost_usd:  # as a "model" of provider `tool`, so that cost reports group it by name
         attributes["mlflow.llm.cost"] = {"total_cost": float(tool.cost_usd)}
         attributes["mlflow.llm.model"] = tool.name

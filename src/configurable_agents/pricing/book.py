@@ -118,7 +118,8 @@ class ToolPrice(ConfigModel):
 
     name: str
     """The tool's name as the model calls it (`web_search`, `serper_search`, a custom tool's
-    function name)."""
+    function name) or as the workflow names it (`mcp:SERVER/TOOL`, `module:function`), which
+    wins."""
 
     per_call_usd: Decimal = Field(ge=0, strict=False)
     """US dollars per call that returned a result (a failed call is not charged)."""

@@ -446,7 +446,7 @@ class _Session:
                 ready.set_exception(exc)
         except BaseException as exc:
             if not ready.done():
-                ready.set_exception(self._setup_error(f"could not start: {_describe(exc)}"))
+                ready.set_exception(self._setup_error(self._start_problem(exc)))
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
@@ -473,6 +473,17 @@ class _Session:
         current, self._current = self._current, None
         if current is not None:
             await self._end(current)
+
+    def _start_problem(self, exc: BaseException) -> str:
+        from mcp import MCPError
+        from mcp.types import CONNECTION_CLOSED
+
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
+        verb = "could not start" if isinstance(self.config, McpStdioServer) else "was not reached"
+        if isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED:
+            return f"{verb}: it closed the connection before it answered"
+        return f"{verb}: {_describe(exc)}"
 
     def _setup_error(self, problem: str) -> McpSetupError:
         return McpSetupError(
