@@ -15,6 +15,7 @@ import os
 import sys
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 app = MCPServer("tickets", log_level="WARNING")
 
@@ -56,8 +57,14 @@ def leak() -> str:
 
 @app.tool()
 def fail() -> str:
-    """Fail with a message."""
-    raise ValueError("the ticket database is down")
+    """Fail with a message (an error result, isError)."""
+    raise ToolError("the ticket database is down")
+
+
+@app.tool()
+def pid() -> int:
+    """The server's process id."""
+    return os.getpid()
 
 
 @app.tool()
