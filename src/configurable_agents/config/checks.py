@@ -66,15 +66,27 @@ class Checked:
     endpoints_ok: bool
 
 
-def check_workflow(config: WorkflowConfig, known: Known) -> Checked:
-    """Run every whole-file check except graph shape."""
-    return _Checker(config, known).run()
+def check_workflow(
+    config: WorkflowConfig,
+    known: Known,
+    sub_outputs: dict[int, list[tuple[str, StateField, Loc]]] | None = None,
+) -> Checked:
+    """Run every whole-file check except graph shape. ``sub_outputs`` gives the outputs of
+    workflow nodes (by node index) with the types their sub-workflows give them
+    (:meth:`.subworkflows.Children.output_types`)."""
+    return _Checker(config, known, sub_outputs or {}).run()
 
 
 class _Checker:
-    def __init__(self, config: WorkflowConfig, known: Known) -> None:
+    def __init__(
+        self,
+        config: WorkflowConfig,
+        known: Known,
+        sub_outputs: dict[int, list[tuple[str, StateField, Loc]]],
+    ) -> None:
         self.config = config
         self.known = known
+        self.sub_outputs = sub_outputs
         self.found = Found()
         self.fields: dict[str, StateField] = dict(config.state.fields)
         self.implicit: list[str] = []
@@ -135,6 +147,8 @@ class _Checker:
         """(output name, its type as a field, where its type is written) for each output."""
         schema = node.output_schema
         base: Loc = ("nodes", index)
+        if node.type == "workflow":  # typed by its sub-workflow's fields
+            return self.sub_outputs.get(index, [])
         if schema is None:
             result = []
             for k, name in enumerate(node.outputs):
@@ -188,11 +202,12 @@ class _Checker:
     def _outputs(self, index: int, node: Node) -> None:
         seen: set[str] = set()
         for k, name in enumerate(node.outputs):
+            loc: Loc = ("nodes", index, "outputs", node.output_key(k))
             if name in seen:
-                self.add(("nodes", index, "outputs", k), f"output {name!r} is listed twice")
+                self.add(loc, f"output {name!r} is listed twice")
             seen.add(name)
             if not IDENTIFIER.match(name) or name in RESERVED_NAMES:
-                self.add(("nodes", index, "outputs", k), f"{name!r} cannot be a state field name")
+                self.add(loc, f"{name!r} cannot be a state field name")
         for name, spec, loc in self._output_types(index, node):
             target = self.fields.get(name)
             if target is None and name in self.known.fields:

@@ -25,6 +25,8 @@ class Diagnostic:
         suggestion: A likely intended value (``did you mean 'prompt'?``), when one exists.
         severity: ``error`` makes the workflow invalid; ``warning`` does not.
         code: A stable identifier of the kind of problem, for tools that filter them.
+        via: For a problem in a sub-workflow's file, the references that lead there from the
+            file validated, nearest first: ``file:line:column`` of each `workflow:` key.
     """
 
     message: str
@@ -35,6 +37,7 @@ class Diagnostic:
     suggestion: str | None = None
     severity: Severity = "error"
     code: str = "invalid"
+    via: tuple[str, ...] = ()
 
     def format(self) -> str:
         """Render as ``file:line:col: error: path: message (did you mean 'x'?)``."""
@@ -47,11 +50,19 @@ class Diagnostic:
         text += self.message
         if self.suggestion:
             text += f" (did you mean {self.suggestion!r}?)"
+        if self.via:
+            text += f" (in the sub-workflow used at {' <- '.join(self.via)})"
         return text
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready mapping of every attribute."""
-        return asdict(self)
+        """A JSON-ready mapping of every attribute (``via`` only for a problem in a
+        sub-workflow)."""
+        data = asdict(self)
+        if not self.via:
+            del data["via"]
+        else:
+            data["via"] = list(self.via)
+        return data
 
 
 class WorkflowValidationError(Exception):

@@ -24,6 +24,7 @@ from .schema import Node, WorkflowConfig
 from .source import SourceDocument, SourceError, read_source
 from .state import StateField
 from .structure import structure_issues
+from .subworkflows import check_subworkflows, load_children
 from .unset_checks import unset_reads
 
 __all__ = ["Workflow", "load_workflow", "validate_workflow"]
@@ -44,6 +45,7 @@ class Workflow:
         warnings: Problems that do not make the workflow invalid.
         prompt_versions: For each node whose prompt came from MLflow's prompt registry, the
             version it uses (``name/3``), set when the references are resolved.
+        subworkflows: The validated sub-workflow of each workflow node, by node id.
     """
 
     config: WorkflowConfig
@@ -52,6 +54,7 @@ class Workflow:
     source: str | None = None
     warnings: list[Diagnostic] = field(default_factory=list)
     prompt_versions: dict[str, str] = field(default_factory=dict)
+    subworkflows: dict[str, Workflow] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -93,7 +96,11 @@ def validate_workflow(
 
 def _validate(
     source: str | os.PathLike[str] | Mapping[str, Any],
+    stack: tuple[tuple[str, str], ...] = (),
+    cache: dict[str, Any] | None = None,
 ) -> tuple[Workflow | None, list[Diagnostic]]:
+    """Validate one file; ``stack`` and ``cache`` are those of the sub-workflows being loaded
+    (see :func:`.subworkflows.load_children`)."""
     if isinstance(source, Mapping):
         document = SourceDocument("<workflow>", dict(source))
         problem = plain_data_problem(document.data)
@@ -111,19 +118,35 @@ def _validate(
         return None, [_locate(document, Issue((), "a workflow file must be a mapping of keys"))]
     config, issues, known = _validate_structure(document.data)
     workflow = None
+    nested: list[tuple[Loc, Diagnostic]] = []  # the sub-workflows' own, where they are used
     if config is not None:
-        checked = check_workflow(config, known)
+        if not stack and not isinstance(source, Mapping):
+            real = os.path.realpath(document.file)
+            stack = ((real, document.file),)
+        file = None if isinstance(source, Mapping) else document.file
+        children = load_children(
+            config, file, document.locate, stack, {} if cache is None else cache, _validate
+        )
+        issues += children.issues
+        nested = children.diagnostics
+        known.fields |= children.unknown_outputs
+        checked = check_workflow(config, known, children.output_types())
         issues += checked.found.issues
+        issues += check_subworkflows(config, children, checked.fields, known.fields)
         if not known.incomplete:  # it would name what a structural error left out
             issues += check_evaluation(config)
         if checked.endpoints_ok and not known.incomplete:
             issues += check_graph(config).issues
             issues += unset_reads(config, checked.fields).issues
         workflow = Workflow(config, checked.fields, tuple(checked.implicit), document.file)
-    diagnostics = sorted(
-        (_locate(document, issue) for issue in _once(issues)),
-        key=lambda d: (d.line or 0, d.column or 0),
-    )
+        workflow.subworkflows = children.workflows
+    own = [(_locate(document, issue), 0) for issue in _once(issues)]
+    used = [(d, 1) for _, d in nested]
+    where = [document.locate(loc) or (0, 0) for loc, _ in nested]
+    keys = [(d.line or 0, d.column or 0, 0) for d, _ in own]
+    keys += [(line, column, 1) for line, column in where]
+    order = sorted(range(len(keys)), key=lambda i: keys[i])  # stable: a file's own order kept
+    diagnostics = [[*own, *used][i][0] for i in order]
     if any(d.severity == "error" for d in diagnostics):
         return None, diagnostics
     if workflow is not None:
@@ -190,6 +213,8 @@ def _prune(data: dict[str, Any], locs: list[Loc], known: Known) -> dict[str, Any
         else:
             known.unnamed_nodes = True
         outputs = raw.get("outputs") if isinstance(raw, dict) else None
+        if isinstance(outputs, dict):  # a workflow node's {sub-workflow field: state field}
+            outputs = list(outputs.values())
         if isinstance(outputs, list):
             known.fields.update(o for o in outputs if isinstance(o, str))
     for index in drop_edges:

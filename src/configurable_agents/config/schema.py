@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ._model import ConfigModel, by_shape
@@ -146,6 +146,7 @@ if TYPE_CHECKING:  # what the unions below hold, for type checkers
     ToolEntry = str | ToolRef
     NodeTargets = str | list[str]
     PromptEntry = str | PromptRef
+    NodeOutputs = list[str] | dict[str, str]
 else:
     PromptEntry = by_shape(
         "expected a prompt template or a registry reference {name, version | alias}",
@@ -158,19 +159,46 @@ else:
         text=str,
         list=Annotated[list[str], Field(min_length=1)],
     )
+    NodeOutputs = by_shape(
+        "expected a list of state fields, or (a workflow node) a mapping {sub-workflow field: "
+        "state field}",
+        list=Annotated[list[str], Field(min_length=1)],
+        mapping=Annotated[dict[str, str], Field(min_length=1)],
+    )
+
+NodeType = Literal["llm", "human", "workflow"]
+"""What answers a node: a model, a person, or another workflow file."""
 
 
 class Node(ConfigModel):
     """A step of the workflow: a prompt sent to a model, whose structured reply is written to
-    state; or, with `type: human`, a question to a person, whose answer is written to state."""
+    state; with `type: human`, a question to a person, whose answer is written to state; or, with
+    `workflow: FILE`, another workflow run inside this one, whose fields are written to state."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["prompt"]},
+                {"required": ["workflow"]},
+                {"required": ["type"], "properties": {"type": {"const": "workflow"}}},
+            ]
+        }
+    )
 
     id: str
     """Unique identifier, used by edges."""
 
-    type: Literal["llm", "human"] = "llm"
+    type: NodeType = "llm"
     """`llm`: a model answers. `human`: the run pauses with status `waiting` until a person
     gives the `outputs` (`resume`, or `POST /runs/{id}/resume`); the prompt is what they are
-    shown and `timeout` how long they have."""
+    shown and `timeout` how long they have. `workflow`: the node runs the workflow file named by
+    `workflow` (implied by that key)."""
+
+    workflow: str | None = None
+    """A workflow file (path relative to this file) the node runs as a sub-workflow, as part of
+    this run: `inputs` fill its input fields, `outputs` say which of its fields are written to
+    which of this workflow's. Implies `type: workflow`; such a node has no `prompt`, `tools`,
+    `llm`, `output_schema`, `max_retries`, `max_tool_calls` or `timeout`."""
 
     name: str | None = None
     """Display label, shown in traces and the live view (the `id` stays the node's identity)."""
@@ -182,17 +210,23 @@ class Node(ConfigModel):
     """Pause the run with status `waiting` before this node runs, for a person to approve it
     (resume with no inputs)."""
 
-    prompt: PromptEntry
-    """Prompt template: `{field}`, `{state.field}`, `{state.obj.sub}` and `inputs` names are
-    replaced; `{{` and `}}` are literal braces. Or a prompt of MLflow's prompt registry:
-    `prompts:/NAME/VERSION`, `prompts:/NAME@ALIAS`, or `{name: ..., version: ...}` /
-    `{name: ..., alias: ...}` (its `{{field}}` placeholders read the same state)."""
+    prompt: PromptEntry | None = None
+    """Prompt template (required, except on a workflow node): `{field}`, `{state.field}`,
+    `{state.obj.sub}` and `inputs` names are replaced; `{{` and `}}` are literal braces. Or a
+    prompt of MLflow's prompt registry: `prompts:/NAME/VERSION`, `prompts:/NAME@ALIAS`, or
+    `{name: ..., version: ...}` / `{name: ..., alias: ...}` (its `{{field}}` placeholders read
+    the same state)."""
 
     inputs: dict[str, str] = {}
-    """Local name -> template, usable as `{name}` in the prompt."""
+    """Local name -> template, usable as `{name}` in the prompt. On a workflow node: the
+    sub-workflow's input field -> template over this workflow's state (a template that is a
+    single placeholder, `"{state.tickets}"`, passes the value with its type; any other renders
+    as text)."""
 
-    outputs: list[str] = Field(min_length=1)
-    """State fields the node writes."""
+    outputs_: NodeOutputs = Field(alias="outputs")
+    """State fields the node writes. On a workflow node, the sub-workflow's fields written
+    to this workflow's state: a list (same names here and there) or a mapping
+    `{sub-workflow field: state field}`."""
 
     output_schema: OutputSchema | None = None
     """Type of the outputs. Without it, each output has the type its state field declares
@@ -219,6 +253,19 @@ class Node(ConfigModel):
     """Memory as the agent tool this one replaces wrote it: with memory, the fields this node
     writes are kept from one run of a session to the next (`scope: session`)."""
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _kind(cls, data: Any, handler: Any) -> Any:
+        """`workflow: FILE` implies `type: workflow`; any other node needs a `prompt` (reported
+        as a missing key, with the node's other errors)."""
+        if isinstance(data, dict):
+            if "workflow" in data and "type" not in data:
+                data = {**data, "type": "workflow"}
+            workflow = "workflow" in data or data.get("type") == "workflow"
+            if cls is Node and "prompt" not in data and not workflow:
+                _PromptNode.model_validate(data)  # raises, with pydantic's own errors
+        return handler(data)
+
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
@@ -230,7 +277,7 @@ class Node(ConfigModel):
 
     @field_validator("prompt")
     @classmethod
-    def _prompt_uri(cls, value: str | PromptRef) -> str | PromptRef:
+    def _prompt_uri(cls, value: str | PromptRef | None) -> str | PromptRef | None:
         if isinstance(value, str):
             try:
                 parse_prompt_uri(value)
@@ -243,17 +290,50 @@ class Node(ConfigModel):
         """The registry prompt this node uses, if its prompt is a reference."""
         if isinstance(self.prompt, PromptRef):
             return self.prompt
-        return parse_prompt_uri(self.prompt)
+        return None if self.prompt is None else parse_prompt_uri(self.prompt)
 
     @property
     def prompt_text(self) -> str | None:
-        """The inline prompt template, or None when it is a registry reference."""
-        return None if self.prompt_ref is not None else str(self.prompt)
+        """The inline prompt template, or None when it is a registry reference (or the node, a
+        workflow node, has no prompt)."""
+        if self.prompt is None or self.prompt_ref is not None:
+            return None
+        return str(self.prompt)
+
+    @property
+    def outputs(self) -> list[str]:
+        """The state fields the node writes (on a workflow node written as a mapping, its
+        values)."""
+        if isinstance(self.outputs_, dict):
+            return list(self.outputs_.values())
+        return list(self.outputs_)
+
+    @property
+    def output_map(self) -> dict[str, str]:
+        """Sub-workflow field -> state field it is written to (a list maps each name to
+        itself)."""
+        if isinstance(self.outputs_, dict):
+            return dict(self.outputs_)
+        return {name: name for name in self.outputs_}
+
+    def output_key(self, k: int) -> str | int:
+        """Where the ``k``-th output is written in the file: its index in a list, or its
+        sub-workflow field in a mapping."""
+        if isinstance(self.outputs_, dict):
+            return list(self.outputs_)[k]
+        return k
 
     @property
     def tool_refs(self) -> list[ToolRef]:
         """``tools`` with bare names turned into :class:`ToolRef`."""
         return [ToolRef(name=t) if isinstance(t, str) else t for t in self.tools]
+
+
+class _PromptNode(Node):
+    """A node that is not a workflow node, validated only to report its missing `prompt` with
+    pydantic's own error (see :meth:`Node._kind`)."""
+
+    prompt: PromptEntry
 
 
 class ConditionLogic(ConfigModel):
