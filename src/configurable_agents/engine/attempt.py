@@ -25,7 +25,7 @@ from .steps import SPENT_KEY
 if TYPE_CHECKING:
     from .run import PreparedWorkflow
 
-__all__ = ["Attempt", "execute", "saved_spend"]
+__all__ = ["Attempt", "execute", "saved_spend", "waiting_interrupts"]
 
 
 @dataclass
@@ -180,7 +180,7 @@ async def _invoke(
     status, error, waiting = await _run_graph(prepared, graph, attempt.graph_input, run_config, ctx)
     saved = attempt.saved
     if store is not None:
-        saved = saved_spend(await graph.aget_state(run_config))
+        saved = saved_spend(await graph.aget_state(run_config, subgraphs=True))
     return status, error, waiting, saved
 
 
@@ -291,5 +291,35 @@ def saved_spend(snapshot: Any) -> Spend:
     cost. The snapshot is the thread's latest (``aget_state`` without a checkpoint id), whose
     values already hold the writes kept for tasks of an unfinished step that completed (a
     fan-out's finished items, a fork's finished branch): adding ``snapshot.tasks``' results
-    again would count those twice."""
-    return Spend.from_dict((snapshot.values or {}).get(SPENT_KEY) or {})
+    again would count those twice.
+
+    Read with ``subgraphs=True``, an unfinished workflow node's task holds its sub-workflow's
+    snapshot: what its completed nodes cost is added (the workflow node adds it to the
+    parent's state when it completes)."""
+    spent = Spend.from_dict((snapshot.values or {}).get(SPENT_KEY) or {})
+    for task in snapshot.tasks or ():
+        inner = getattr(task, "state", None)
+        if task.result is None and hasattr(inner, "values"):
+            spent += saved_spend(inner)
+    return spent
+
+
+def waiting_interrupts(snapshot: Any, depth: int = 0) -> list[Any]:
+    """The interrupts a run read with ``aget_state(subgraphs=True)`` still waits on. A
+    workflow node's task keeps the interrupts its sub-workflow raised even once they were
+    answered; the sub-workflow's own snapshot says which still wait (a node's own interrupt,
+    its approval, is named by a path as deep as the node's)."""
+    found: list[Any] = []
+    for task in snapshot.tasks or ():
+        inner = getattr(task, "state", None)
+        if not hasattr(inner, "tasks"):
+            found += task.interrupts
+            continue
+        found += [i for i in task.interrupts if _depth(i) == depth]
+        found += waiting_interrupts(inner, depth + 1)
+    return found
+
+
+def _depth(interrupt: Any) -> int:
+    value = interrupt.value if isinstance(interrupt.value, dict) else {}
+    return str(value.get("node", "")).count("/")

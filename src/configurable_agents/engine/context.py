@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -59,7 +60,11 @@ class Reservation:
 
 
 class RunContext:
-    """Everything the nodes of one run share."""
+    """Everything the nodes of one run share.
+
+    A sub-workflow's nodes run with a child of it (:meth:`child`): their budget, records,
+    observers and live events are the run's, their ids are paths (``classify/label``).
+    """
 
     def __init__(
         self,
@@ -104,10 +109,35 @@ class RunContext:
         # a resumed run's budgets are the whole run's
         self.spent_cost = self.earlier.cost_usd
         self.spent_tokens = self.earlier.usage.total_tokens
+        self.prefix = ""
+        """Path of the workflow node whose sub-workflow this context runs, with a ``/``."""
+        self.parent_execution_id: str | None = None
+        """The execution of that workflow node (its record's ``execution_id``)."""
+        self._root = self
+
+    def child(self, workflow: Workflow, node_id: str, execution_id: str) -> RunContext:
+        """The context of the sub-workflow ``workflow`` run by this context's node ``node_id``
+        in its execution ``execution_id``: the same budget, records, chat models, observers and
+        listener; its own state; its nodes named ``<path of node_id>/<id>``."""
+        child = copy.copy(self)
+        child.workflow = workflow
+        child.prefix = f"{self.path(node_id)}/"
+        child.parent_execution_id = execution_id
+        child.state = {}
+        child._labels = {n.id: n.name for n in workflow.config.nodes if n.name}
+        return child
+
+    def path(self, node_id: str) -> str:
+        """A node of this context's workflow as the run names it: ``label``, or
+        ``classify/label`` inside the sub-workflow of node ``classify``."""
+        return f"{self.prefix}{node_id}"
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
-        """Tell the run's live listener of ``event``."""
+        """Tell the run's live listener of ``event``; a ``node`` in ``data`` is named by its
+        path."""
         if self.on_event is not None:
+            if self.prefix and isinstance(data.get("node"), str):
+                data = {**data, "node": self.path(data["node"])}
             emit(self.on_event, RunEvent(event, self.run_id, data))
 
     def callbacks(self, runs: list[LangChainRun]) -> dict[str, Any] | None:
@@ -130,7 +160,7 @@ class RunContext:
     def bound_model(self, plan: NodePlan, use_tools: bool) -> Any:
         """The node's chat model with its tools bound (`final_answer` forced unless the model may
         still call tools); binding converts schemas, so it is done once per event loop."""
-        key = (plan.node.id, use_tools)
+        key = (self.path(plan.node.id), use_tools)
         if key not in self._models:
             model = self.chat_model(plan.settings)
             if use_tools:
@@ -147,20 +177,21 @@ class RunContext:
             BudgetExceeded: spend so far, plus what calls in flight hold, plus this call's input
                 would exceed a budget.
         """
+        root, node_id = self._root, self.path(node_id)
         cost = Decimal(0)
         if self.max_cost is not None:
             price = self.prices.price(settings.provider, settings.model, TokenUsage(prompt_tokens))
             cost = price.cost_usd or Decimal(0)
             self._check_cost(cost, f"the next call of node {node_id!r} needs about")
         if self.max_tokens is not None:
-            committed_tokens = self.spent_tokens + self._held_tokens
+            committed_tokens = root.spent_tokens + root._held_tokens
             if committed_tokens + prompt_tokens > self.max_tokens:
                 raise BudgetExceeded(
                     f"token budget of {self.max_tokens} reached: {committed_tokens} used or "
                     f"committed, the next call of node {node_id!r} needs about {prompt_tokens}"
                 )
-        self._held_cost += cost
-        self._held_tokens += prompt_tokens
+        root._held_cost += cost
+        root._held_tokens += prompt_tokens
         return Reservation(prompt_tokens, cost)
 
     def reserve_tool(self, node_id: str, tool: str, cost: Decimal) -> Reservation:
@@ -171,12 +202,13 @@ class RunContext:
                 would exceed the cost budget.
         """
         if self.max_cost is not None:
-            self._check_cost(cost, f"the next call of tool {tool!r} of node {node_id!r} costs")
-        self._held_cost += cost
+            where = f"the next call of tool {tool!r} of node {self.path(node_id)!r} costs"
+            self._check_cost(cost, where)
+        self._root._held_cost += cost
         return Reservation(0, cost)
 
     def _check_cost(self, cost: Decimal, next_call: str) -> None:
-        committed = self.spent_cost + self._held_cost
+        committed = self._root.spent_cost + self._root._held_cost
         if self.max_cost is not None and committed + cost > self.max_cost:
             raise BudgetExceeded(
                 f"budget of ${self.max_cost} reached: ${committed:.6f} spent or committed, "
@@ -185,16 +217,21 @@ class RunContext:
 
     def settle(self, reservation: Reservation, usage: TokenUsage, cost: Decimal | None) -> None:
         """Replace a reservation by what the call really used."""
-        self._held_cost -= reservation.cost
-        self._held_tokens -= reservation.tokens
-        self.spent_tokens += usage.total_tokens
-        self.spent_cost += cost or Decimal(0)
+        root = self._root
+        root._held_cost -= reservation.cost
+        root._held_tokens -= reservation.tokens
+        root.spent_tokens += usage.total_tokens
+        root.spent_cost += cost or Decimal(0)
 
     def record(self, record: NodeRecord) -> None:
-        """Keep a finished node execution and tell the listener and the observers."""
+        """Keep a finished node execution and tell the listener and the observers; a
+        sub-workflow's record is named by its path, under its workflow node's execution."""
+        if self.prefix:
+            record.node_id = self.path(record.node_id)
+            record.parent_execution_id = self.parent_execution_id
         self.records.append(record)
         spend = Spend.of(record)
-        self.spent += spend
+        self._root.spent += spend
         sink = _spend_sink.get()
         if sink is not None:
             sink.append(spend)
@@ -203,11 +240,11 @@ class RunContext:
         tell(self.observers, "node_finished", record)
         if self.on_event is not None:
             usage = record.usage
-            self.emit(
+            self._root.emit(  # the record is named by its path already
                 "node_finished",
                 {
                     "node": record.node_id,
-                    "label": self._labels.get(record.node_id),
+                    "label": self._labels.get(record.node_id.removeprefix(self.prefix)),
                     "iteration": record.iteration,
                     "item_index": record.item_index,
                     "outputs": record.output,
@@ -224,7 +261,7 @@ class RunContext:
 
     def call_finished(self, node_id: str, call: ModelCallRecord) -> None:
         """Tell the observers that a model call of ``node_id`` ended."""
-        tell(self.observers, "call_finished", node_id, call)
+        tell(self.observers, "call_finished", self.path(node_id), call)
 
 
 def tell(observers: Sequence[RunObserver], event: str, *args: Any) -> None:

@@ -133,11 +133,12 @@ class RunSummary:
 
 
 def checkpoints_enabled(workflow: Workflow) -> bool:
-    """Whether runs of ``workflow`` keep checkpoints (on by default when a node pauses)."""
-    from ..config.durable_checks import needs_checkpoints
+    """Whether runs of ``workflow`` keep checkpoints (on by default when a node pauses, one of
+    a sub-workflow's included)."""
+    from ..config.subworkflows import pausing_node
 
     enabled = workflow.config.config.execution.checkpoints.enabled
-    return needs_checkpoints(workflow.config) if enabled is None else enabled
+    return pausing_node(workflow) is not None if enabled is None else enabled
 
 
 def session_fields(workflow: Workflow) -> set[str]:

@@ -96,9 +96,12 @@ def build_graph(workflow: Workflow, plans: dict[str, NodePlan]) -> Any:
     graph: Any = StateGraph(state_type)  # its state type is made here: nothing to check statically
     for node_id, plan in plans.items():
         if node_id in fan_outs:
-            graph.add_node(names(node_id), _item(plan, fan_outs[node_id]))
+            run = _item(plan, fan_outs[node_id])
         else:
-            graph.add_node(names(node_id), _single(plan, node_id in loops))
+            run = _single(plan, node_id in loops)
+        if plan.subworkflow is not None:
+            run = _with_subgraph(run, plan.subworkflow.graph)
+        graph.add_node(names(node_id), run)
     for edge in config.edges:
         if edge.parallel is not None:
             target = names(edge.parallel.target_node)
@@ -165,11 +168,23 @@ def _single(plan: NodePlan, is_loop: bool) -> Callable[..., Any]:
         if is_loop:
             iteration = int(state.get(key) or 0) + 1
             update[key] = iteration
-        update.update(await run_step(ctx, plan, state, iteration=iteration))
+        update.update(await run_step(ctx, plan, state, iteration=iteration, config=config))
         ctx.state.update({k: v for k, v in update.items() if k != SPENT_KEY})
         return update
 
     return run
+
+
+def _with_subgraph(run: Callable[..., Any], subgraph: Any) -> Callable[..., Any]:
+    """A workflow node's step, which runs ``subgraph`` (its sub-workflow's compiled graph)
+    inside. LangGraph finds a node's subgraph among the names its function reads, and then
+    reads the subgraph's checkpoints with the parent's (``aget_state(subgraphs=True)``)."""
+
+    async def node(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        assert subgraph is not None  # named here so that LangGraph finds it
+        return await run(state, config)
+
+    return node
 
 
 def _sender(spec: ParallelSpec, target: str) -> Callable[[dict[str, Any]], list[Any]]:
@@ -205,7 +220,8 @@ def _item(plan: NodePlan, spec: ParallelSpec) -> Callable[..., Any]:
         index, total = sent.get("index"), int(sent.get("total") or 0)
         value, spent = None, None
         if index is not None:
-            out = await run_step(ctx, plan, state, item=sent.get("item"), item_index=index)
+            where = {"item": sent.get("item"), "item_index": index}
+            out = await run_step(ctx, plan, state, config=config, **where)
             value, spent = out[output_name], out[SPENT_KEY]
         collected = ctx.state.get(spec.collect_field)
         collected = (list(collected) if isinstance(collected, list) else []) + [None] * total

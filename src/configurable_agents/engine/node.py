@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,6 +24,9 @@ from ..pricing import TokenUsage, estimate_tokens
 from .calls import call_with_retries, describe_error
 from .context import BudgetExceeded, NodeFailed, RunContext
 from .records import FailedAttempt, ModelCallRecord, NodeRecord, ToolCallRecord
+
+if TYPE_CHECKING:
+    from .subworkflow import SubPlan
 
 __all__ = ["NodePlan", "execute_node"]
 
@@ -42,6 +45,8 @@ class NodePlan:
     max_retries: int
     final: bool = False
     """Whether an edge leads from the node to `END`: a live listener gets its reply's tokens."""
+    subworkflow: SubPlan | None = None
+    """A workflow node's sub-workflow, prepared (:mod:`.subworkflow`)."""
 
 
 def _system_prompt(workflow_name: str, plan: NodePlan) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -155,6 +156,10 @@ class NodeRecord:
         prompt: The rendered prompt.
         started_ns: Wall-clock start, nanoseconds since the epoch.
         calls: Each model call; the execution's usage and cost are theirs summed.
+        execution_id: Names this execution among the run's (16 hex digits).
+        parent_execution_id: For a node of a sub-workflow, the execution of the workflow node
+            it ran in (its ``node_id`` is then its path, ``classify/label``).
+        inputs: For a workflow node, what its sub-workflow was given.
     """
 
     node_id: str
@@ -169,6 +174,9 @@ class NodeRecord:
     prompt: str = ""
     started_ns: int = 0
     calls: list[ModelCallRecord] = field(default_factory=list)
+    execution_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    parent_execution_id: str | None = None
+    inputs: dict[str, Any] | None = None
 
     @property
     def model_calls(self) -> int:

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .attempt import Attempt, saved_spend
+from .attempt import Attempt, saved_spend, waiting_interrupts
 from .durable import DurableStore, ResumeError, ResumeInputError
 from .events import WaitingFor
 from .inputs import check_inputs
+from .subworkflow import find_plan
 
 if TYPE_CHECKING:
     from .run import PreparedWorkflow
@@ -40,7 +41,7 @@ async def plan_resume(
         )
     if entry.status == "success":
         raise ResumeError(f"run {run_id!r} succeeded: there is nothing to resume")
-    snapshot = await graph.aget_state({"configurable": {"thread_id": run_id}})
+    snapshot = await graph.aget_state({"configurable": {"thread_id": run_id}}, subgraphs=True)
     values = {k: v for k, v in (snapshot.values or {}).items() if k in workflow.fields}
     saved = saved_spend(snapshot)
     # what the ledger knew, plus what the checkpoint gained since (an attempt killed before its
@@ -58,14 +59,14 @@ async def plan_resume(
         saved=saved,
         resumed_from=entry.trace_id,
     )
-    pending = list(snapshot.interrupts or ())
+    pending = waiting_interrupts(snapshot)
     if pending:
         waiting = WaitingFor.from_dict(pending[0].value)
         if waiting.deadline is not None and waiting.deadline < time.time():
             if entry.status == "timeout":
                 raise ResumeError(f"run {run_id!r} timed out waiting for input at node "
                                   f"{waiting.node!r}: it cannot go on")  # fmt: skip
-            node = next(n for n in workflow.config.nodes if n.id == waiting.node)
+            node = find_plan(prepared.plans, waiting.node).node
             attempt.expired = (
                 f"node {waiting.node!r} waited for its input longer than its "
                 f"timeout of {node.timeout:g} s"
@@ -96,7 +97,7 @@ def _answer(prepared: PreparedWorkflow, waiting: WaitingFor, inputs: dict[str, A
             ]
             raise ResumeInputError(_summary(waiting, errors), errors)
         return {"approved": inputs.get("approved", True)}
-    plan = prepared.plans[waiting.node]
+    plan = find_plan(prepared.plans, waiting.node)
     declared = list(plan.node.outputs)
     errors = [
         {

@@ -74,6 +74,18 @@ def _plans(
     problems: dict[str, list[str]] = {}  # problem -> nodes it affects
     final = {e.from_ for e in workflow.config.edges if END in e.targets}
     for node in workflow.config.nodes:
+        if node.type == "workflow":  # its sub-workflow's own nodes, prepared the same way
+            from .subworkflow import prepare_subworkflow
+
+            plans[node.id] = prepare_subworkflow(
+                workflow,
+                node,
+                lambda child, servers: _plans(child, llm, env, prices, servers),
+                prices,
+                problems,
+                env,
+            )
+            continue
         if node.prompt_ref is not None:
             problem = (
                 "the prompt is a registry reference: prepare the workflow with "
@@ -197,8 +209,12 @@ class PreparedWorkflow:
         return next((o for o in self.observers if isinstance(o, kind)), None)
 
     def unpriced_models(self) -> list[str]:
-        """``provider/model`` of each model the nodes call that has no known price."""
-        found = (p.settings for p in self.plans.values() if not _priced(self.prices, p.settings))
+        """``provider/model`` of each model the nodes (sub-workflows' included) call that has
+        no known price."""
+        from .subworkflow import all_plans
+
+        plans = (plan for _, plan in all_plans(self.plans))
+        found = (p.settings for p in plans if not _priced(self.prices, p.settings))
         return sorted({f"{settings.provider}/{settings.model}" for settings in found})
 
     def check_budget_enforceable(self, option: str) -> None:
@@ -354,4 +370,7 @@ def prepare_workflow(
         raise
     prepared = PreparedWorkflow(workflow, llm, plans, env, prices, graph, list(observers))
     prepared.closing += [mcp] if mcp is not None else []
+    from .subworkflow import subworkflow_servers
+
+    prepared.closing += subworkflow_servers(plans)
     return prepared

@@ -1,6 +1,7 @@
 """One step of the graph: ask for approval (`interrupt_before`), then run the node — a model
-(:func:`~.node.execute_node`) or a person (`type: human`), who answers through LangGraph's
-``interrupt``: the run pauses with status `waiting` and resumes with the answer."""
+(:func:`~.node.execute_node`), a person (`type: human`), who answers through LangGraph's
+``interrupt`` (the run pauses with status `waiting` and resumes with the answer), or a
+sub-workflow (`type: workflow`, :mod:`.subworkflow`)."""
 
 from __future__ import annotations
 
@@ -55,8 +56,10 @@ def waiting_for(
     iteration: int | None = None,
     item: Any = None,
     item_index: int | None = None,
+    path: str | None = None,
 ) -> WaitingFor:
-    """What the node asks of a person: approval to run, or (a human node) its outputs."""
+    """What the node asks of a person: approval to run, or (a human node) its outputs;
+    ``path`` names the node in the run (inside a sub-workflow, ``classify/approve``)."""
     node = plan.node
     if approval:
         what = node.description or f"node {node.name or node.id!r} is about to run"
@@ -66,7 +69,7 @@ def waiting_for(
         outputs = plan.output_model.model_json_schema()
         deadline = time.time() + node.timeout if node.timeout else None
     return WaitingFor(
-        node=node.id,
+        node=path or node.id,
         kind="approval" if approval else "input",
         prompt=prompt,
         outputs=outputs,
@@ -91,9 +94,11 @@ async def run_step(
     iteration: int | None = None,
     item: Any = None,
     item_index: int | None = None,
+    config: Any = None,
 ) -> dict[str, Any]:
     """Run the node once (after its approval, if it asks for one); the values it writes, with
-    what it cost under :data:`SPENT_KEY`.
+    what it cost under :data:`SPENT_KEY`. ``config`` is the step's LangGraph run config, which
+    a workflow node runs its sub-workflow with.
 
     Raises:
         NodeFailed: the node failed, or a person declined to approve it.
@@ -102,7 +107,7 @@ async def run_step(
     node = plan.node
     where = {"iteration": iteration, "item": item, "item_index": item_index}
     if node.interrupt_before:
-        answer = _ask(waiting_for(plan, state, approval=True, **where))
+        answer = _ask(waiting_for(plan, state, approval=True, path=ctx.path(node.id), **where))
         if isinstance(answer, dict) and answer.get("approved") is False:
             raise NodeFailed(f"node {node.id!r} was not approved")
     ctx.emit(
@@ -112,6 +117,11 @@ async def run_step(
     with spend_of_step() as spent:
         if node.type == "human":
             output = _answered(ctx, plan, state, **where)
+        elif node.type == "workflow":
+            from .subworkflow import run_subworkflow
+
+            output, inner = await run_subworkflow(ctx, plan, state, config, **where)
+            spent.append(inner)  # what its sub-workflow's completed executions cost
         else:
             output = await execute_node(ctx, plan, state, **where)
     return {**output, SPENT_KEY: sum(spent, Spend()).to_dict()}
@@ -127,7 +137,13 @@ def _answered(
     item_index: int | None,
 ) -> dict[str, Any]:
     waiting = waiting_for(
-        plan, state, approval=False, iteration=iteration, item=item, item_index=item_index
+        plan,
+        state,
+        approval=False,
+        iteration=iteration,
+        item=item,
+        item_index=item_index,
+        path=ctx.path(plan.node.id),
     )
     answer = _ask(waiting)
     record = NodeRecord(

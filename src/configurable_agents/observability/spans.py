@@ -7,7 +7,9 @@ encoded), so that they can wait in the spool as JSON and become MLflow spans wit
 One trace per run, and per attempt of a resumed run (its totals are the attempt's; its tags name
 the attempt and the trace it resumed): a root span ``workflow_<name>`` (with the run's session
 as ``session.id``, which MLflow makes the trace's session), an ``AGENT`` span per node execution
-(named after the node's display `name` when it has one), a ``CHAT_MODEL`` span per model call
+(named after the node's display `name` when it has one; a sub-workflow's node executions are
+nested under the span of the workflow node that ran them, whose cost is theirs), a
+``CHAT_MODEL`` span per model call
 (token usage, cost, model and provider in MLflow's own attributes) and a ``TOOL`` span per tool
 call. Each failed attempt of a model call (a timeout, a
 transient error that was retried) is an ``ERROR`` child of the call's span, with its duration.
@@ -35,6 +37,7 @@ from ..engine.records import (
     RunResult,
     ToolCallRecord,
 )
+from ..engine.subworkflow import WORKFLOW_PROVIDER
 from ..pricing import Price
 from . import layout
 from .layout import PROMPTS_ATTRIBUTE
@@ -208,11 +211,43 @@ def build_trace(
         root_attributes,
         None if result.status.value == "success" or waiting else result.error,
     )
-    labels = {node.id: node.name for node in workflow.config.nodes if node.name}
+    labels = _labels(workflow)
+    spans = {record.execution_id: secrets.token_hex(8) for record in result.records}
+    inner: dict[str, list[NodeRecord]] = {}  # a workflow node's execution -> its sub-workflow's
     for record in result.records:
+        if record.parent_execution_id in spans:
+            inner.setdefault(record.parent_execution_id, []).append(record)
+
+    def add(record: NodeRecord, parent: str) -> None:
         prompt = workflow.prompt_versions.get(record.node_id)
-        _node_spans(builder, record, root, prompt, labels.get(record.node_id))
+        own = spans[record.execution_id]
+        cost = _subtree_cost(record, inner)
+        _node_spans(builder, record, parent, prompt, labels.get(record.node_id), own, cost)
+        for child in inner.get(record.execution_id, ()):
+            add(child, own)
+
+    for record in result.records:
+        if record.parent_execution_id not in spans:
+            add(record, root)
     return builder.trace_id, builder.spans
+
+
+def _labels(workflow: Workflow, prefix: str = "") -> dict[str, str]:
+    """Display labels by node path, sub-workflows' nodes included (``classify/label``)."""
+    labels = {f"{prefix}{n.id}": n.name for n in workflow.config.nodes if n.name}
+    for node_id, child in workflow.subworkflows.items():
+        labels.update(_labels(child, f"{prefix}{node_id}/"))
+    return labels
+
+
+def _subtree_cost(record: NodeRecord, inner: dict[str, list[NodeRecord]]) -> Decimal | None:
+    """A node execution's cost, with its sub-workflow's (a workflow node's own calls are its
+    sub-workflow's nodes' calls); ``None`` when a call is unpriced."""
+    cost = record.cost_usd
+    for child in inner.get(record.execution_id, ()):
+        more = _subtree_cost(child, inner)
+        cost = None if cost is None or more is None else cost + more
+    return cost
 
 
 def attempt_unpriced(result: RunResult) -> bool:
@@ -249,28 +284,38 @@ def _waiting(builder: _Builder, waiting: dict[str, Any]) -> dict[str, Any]:
 
 
 def _node_spans(
-    builder: _Builder, record: NodeRecord, root: str, prompt: str | None, label: str | None
+    builder: _Builder,
+    record: NodeRecord,
+    parent: str,
+    prompt: str | None,
+    label: str | None,
+    span_hex: str | None = None,
+    cost: Decimal | None = None,
 ) -> None:
+    workflow_node = record.provider == WORKFLOW_PROVIDER
+    inputs = {"inputs": record.inputs} if workflow_node else {"prompt": record.prompt}
     attributes = {
         **_prompt_attributes(prompt),
-        "mlflow.spanInputs": builder.prompts({"prompt": record.prompt}),
+        "mlflow.spanInputs": builder.prompts(inputs),
         "mlflow.spanOutputs": record.output,
         "node.id": record.node_id,
         layout.SPAN_NODE_LABEL: label,
         "node.iteration": record.iteration,
         "node.item_index": record.item_index,
         "node.model_calls": record.model_calls,
-        layout.SPAN_NODE_COST: _cost(record.cost_usd),
+        layout.SPAN_NODE_COST: _cost(cost if workflow_node else record.cost_usd),
         "node.price_source": record.price_source,
+        "node.workflow": record.model if workflow_node else None,
     }
     node = builder.add(
-        label or record.node_id,
+        label or record.node_id.rpartition("/")[2],
         "AGENT",
         record.started_ns,
         record.duration_s,
-        root,
+        parent,
         attributes,
         record.error,
+        span_hex,
     )
     for call in record.calls:
         _call_span(builder, record, call, node, prompt)
