@@ -88,7 +88,6 @@ def _resolve(workflow: Workflow) -> list[Diagnostic]:
         exists).
     """
     from ..config.diagnostics import Diagnostic, format_path
-    from ..config.mcp_servers import referenced_mcp_tools
     from ..config.source import read_source
     from ..prompts import PromptResolutionError, resolve_prompts
 
@@ -101,15 +100,33 @@ def _resolve(workflow: Workflow) -> list[Diagnostic]:
             line, column = (document.locate(loc) if document else None) or (None, None)
             found.append(Diagnostic(message, path=format_path(loc), file=workflow.source or "",
                                     line=line, column=column, code="prompt"))  # fmt: skip
-    if referenced_mcp_tools(workflow.config):
-        from ..tools.mcp import check_mcp_tools
+    return found + _mcp_problems(workflow)
 
-        base = Path(workflow.source).parent if workflow.source else None
-        for issue in check_mcp_tools(workflow.config, base_dir=base):
+
+def _mcp_problems(workflow: Workflow) -> list[Diagnostic]:
+    """Start the MCP servers the workflow's nodes (and its sub-workflows' nodes, each file once)
+    name and check their tools: a problem per unusable server or missing tool, located in the
+    file that names it."""
+    from ..config.diagnostics import Diagnostic, format_path
+    from ..config.mcp_servers import referenced_mcp_tools
+    from ..config.source import read_source
+    from ..tools.mcp import check_mcp_tools
+
+    found: list[Diagnostic] = []
+    pending, seen = [workflow], set()
+    while pending:
+        each = pending.pop(0)
+        pending += getattr(each, "subworkflows", {}).values()  # where sub-workflows are known
+        if each.source in seen or not referenced_mcp_tools(each.config):
+            continue
+        seen.add(each.source)
+        document = read_source(each.source) if each.source else None
+        base = Path(each.source).parent if each.source else None
+        for issue in check_mcp_tools(each.config, base_dir=base):
             where = document.locate(issue.loc, key=issue.at_key) if document else None
             line, column = where or (None, None)
             found.append(Diagnostic(issue.message, path=format_path(issue.loc),
-                                    file=workflow.source or "", line=line, column=column,
+                                    file=each.source or "", line=line, column=column,
                                     suggestion=issue.suggestion, code=issue.code))  # fmt: skip
     return found
 
