@@ -540,6 +540,11 @@ def test_a_valid_parent_loads_its_sub_workflow_and_types_its_outputs(tmp_path: P
     assert workflow.subworkflows["classify"].name == "child"
     assert workflow.fields["category"].type == "str"  # implicit, typed by the child
     assert workflow.config.nodes[0].type == "workflow"  # implied by `workflow:`
+    from configurable_agents.observability.models import workflow_hash
+
+    (tmp_path / "child.yaml").write_text(CHILD.replace("Label {text}", "Label this: {text}"))
+    changed = load_workflow(path)  # a new version of the child is a new version of the parent
+    assert workflow_hash(changed) != workflow_hash(workflow)
 
 
 def test_a_missing_sub_workflow_file_is_located_at_the_reference_with_a_suggestion(

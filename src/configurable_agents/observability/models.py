@@ -85,12 +85,19 @@ def _resolved(workflow: Workflow) -> dict[str, Any]:
 
 def workflow_hash(workflow: Workflow) -> str:
     """The first 16 hex digits of the SHA-256 of the canonical JSON of the resolved workflow
-    (its config as written, registry prompts replaced by their text) and of the registry prompt
-    versions it uses; remembered per workflow object, so each run does not hash it again."""
+    (its config as written, registry prompts replaced by their text), of the registry prompt
+    versions it uses and of its sub-workflows' hashes (a change in one is a new version of the
+    workflows that use it); remembered per workflow object, so each run does not hash it
+    again."""
     kept = _hashes.get(id(workflow))
     if kept is not None and kept[0] is workflow:
         return kept[1]
-    document = {"workflow": _resolved(workflow), "prompts": dict(workflow.prompt_versions)}
+    document: dict[str, Any] = {
+        "workflow": _resolved(workflow),
+        "prompts": dict(workflow.prompt_versions),
+    }
+    if workflow.subworkflows:
+        document["subworkflows"] = {k: workflow_hash(w) for k, w in workflow.subworkflows.items()}
     text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     if len(_hashes) >= _HASHES_KEPT:
