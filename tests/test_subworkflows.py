@@ -268,6 +268,9 @@ def test_a_sub_workflow_runs_in_the_run_with_its_cost_nested_spans_and_path_even
     assert root.get_attribute("workflow.total_cost_usd") == pytest.approx(float(result.cost_usd))
     usage = json.loads(trace.info.trace_metadata["mlflow.trace.tokenUsage"])
     assert usage["total_tokens"] == result.usage.total_tokens
+    (run,) = MlflowClient(store).search_runs([trace.info.experiment_id])
+    assert run.data.metrics["total_cost_usd"] == pytest.approx(float(result.cost_usd))
+    assert run.data.metrics["node_classify/score_cost_usd"] == pytest.approx(float(_cost("score")))
 
 
 def test_sub_workflow_spans_are_nested_in_the_otlp_export(tmp_path: Path) -> None:
