@@ -163,7 +163,16 @@ class McpServers:
         """Each server's tools by name, or why it cannot be used; the servers are started (all
         at once) the first time."""
         if self._listings is None:
-            self._listings = self._hub.run(self._hub.open_all())
+            longest = max(
+                (s.config.connect_timeout for s in self._hub.sessions.values()), default=0
+            )
+            try:
+                self._listings = self._hub.run(self._hub.open_all(), longest + 3 * CLOSE_TIMEOUT)
+            except TimeoutError:  # the connections time out first; this guards the hub
+                self._listings = {
+                    name: McpSetupError(f"MCP server {name!r} did not start in time", name)
+                    for name in self._hub.sessions
+                }
         return self._listings
 
     def tools(self, server: str) -> dict[str, McpTool]:
@@ -202,11 +211,25 @@ class McpServers:
         Raises:
             ToolError: the call failed, timed out, or the tool reported an error.
         """
-        return await asyncio.wrap_future(self._hub.submit(self._call(server, tool, arguments)))
+        future = self._hub.submit(self._call(server, tool, arguments))
+        try:  # the hub answers within the timeouts; this guards against a hub that cannot
+            return await asyncio.wait_for(asyncio.wrap_future(future), self._guard(server))
+        except TimeoutError:
+            raise ToolError(f"mcp:{server}/{tool}: no answer from the MCP client") from None
 
     def call_sync(self, server: str, tool: str, arguments: Mapping[str, Any]) -> str:
         """:meth:`call`, for a thread that runs no event loop."""
-        return self._hub.submit(self._call(server, tool, arguments)).result()
+        future = self._hub.submit(self._call(server, tool, arguments))
+        try:
+            return future.result(self._guard(server))
+        except TimeoutError:
+            future.cancel()
+            raise ToolError(f"mcp:{server}/{tool}: no answer from the MCP client") from None
+
+    def _guard(self, server: str) -> float:
+        """Seconds after which a call is abandoned even if the hub has not ended it."""
+        config = self._hub.sessions[server].config
+        return config.connect_timeout + config.timeout + 2 * _CALL_MARGIN + 2 * CLOSE_TIMEOUT
 
     async def _call(self, server: str, tool: str, arguments: Mapping[str, Any]) -> str:
         return await self._hub.sessions[server].call(tool, dict(arguments))
@@ -238,6 +261,15 @@ class _Hub:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        _HUBS.add(self)
+
+    def forget(self) -> None:
+        """Drop the loop and the connections without stopping them: in a forked child, where
+        they are the parent's (the next call starts the servers again)."""
+        self._lock = threading.Lock()
+        self._loop = self._thread = None
+        for session in self.sessions.values():
+            session.forget()
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -253,9 +285,9 @@ class _Hub:
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
         return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
         """Run ``coroutine`` on the hub's loop and wait for it (from any other thread)."""
-        return self.submit(coroutine).result()
+        return self.submit(coroutine).result(timeout)
 
     async def open_all(self) -> dict[str, dict[str, McpTool] | McpSetupError]:
         async def listing(session: _Session) -> dict[str, McpTool] | McpSetupError:
@@ -291,6 +323,20 @@ class _Hub:
         thread.join(CLOSE_TIMEOUT)
         if not thread.is_alive():
             loop.close()
+        for session in self.sessions.values():
+            session.forget()  # whatever did not close in time belongs to the stopped loop
+
+
+_HUBS: weakref.WeakSet[_Hub] = weakref.WeakSet()
+
+
+def _forget_after_fork() -> None:
+    for hub in list(_HUBS):
+        hub.forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 @dataclass
@@ -465,6 +511,11 @@ class _Session:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, CLOSE_TIMEOUT)
+
+    def forget(self) -> None:
+        """Drop the connection's state (its loop is gone or not this process's)."""
+        self._current = None
+        self._opening = None
 
     async def close(self) -> None:
         if self._opening is not None and not self._opening.done():
