@@ -19,6 +19,7 @@ EXPECTED = {
     "run": {*EXIT_CODES.values(), 2},
     "batch": {*(code for code in BATCH_EXIT.values() if code), 0, 1, 2},
     "validate": {0, 1, 2},
+    "mcp": {0, 2, 130},
 }
 
 
@@ -53,7 +54,7 @@ def test_readme_row_lists_the_exit_codes(command: str) -> None:
     assert _codes(_readme_row(command)) == EXPECTED[command]
 
 
-@pytest.mark.parametrize("command", ["run", "batch"])
+@pytest.mark.parametrize("command", ["run", "batch", "mcp"])
 def test_help_lists_the_exit_codes(command: str) -> None:
     assert _codes(_help(command)) == EXPECTED[command]
 
