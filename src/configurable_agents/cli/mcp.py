@@ -82,7 +82,10 @@ def mcp(
         say(f"serving MCP tools {', '.join(tools.tools)} on stdio")
         no_exit_wait()  # spooled traces are written by the background writer, which outlives this
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a client's stop: calls cancelled
-        asyncio.run(serve_stdio(tools))
+        try:
+            asyncio.run(serve_stdio(tools))
+        finally:
+            tools.close()
         tools.wait_for_scoring(10.0)
         return
     from ..environment import TOKEN_ENV

@@ -285,6 +285,11 @@ class WorkflowTools:
             raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}{hint}")
         return await tool.call(dict(params.arguments or {}))
 
+    def close(self) -> None:
+        """Stop what the workflows hold open (the MCP servers their nodes use); idempotent."""
+        for tool in self.tools.values():
+            tool.prepared.close()
+
     def wait_for_scoring(self, timeout: float) -> None:
         """Give the online scoring of the last calls up to ``timeout`` seconds."""
         for tool in self.tools.values():
@@ -293,7 +298,8 @@ class WorkflowTools:
 
 
 async def serve_stdio(tools: WorkflowTools) -> None:
-    """Serve the tools on this process's stdin and stdout until the client closes stdin.
+    """Serve the tools on this process's stdin and stdout until the client closes stdin (the
+    caller closes them, :meth:`WorkflowTools.close`).
 
     While serving, the SDK points file descriptor 1 at stderr, so nothing else reaches the
     protocol's channel.
@@ -375,6 +381,7 @@ def serve_http(
     )
 
     def stop(code: int) -> None:
+        tools.close()
         tools.wait_for_scoring(SHUTDOWN_S)
         _exit_now(code)
 
