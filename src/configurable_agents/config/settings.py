@@ -159,7 +159,7 @@ class MlflowConfig(ConfigModel):
     """Write traces in the background so that runs never wait on the store."""
 
     request_runs: bool = False
-    """`serve` and `worker`: also give each request its own MLflow run (params, metrics,
+    """`serve`, `worker` and `mcp`: also give each request its own MLflow run (params, metrics,
     artifacts) besides its trace. Off by default, as MLflow advises for production traffic: a run
     per request floods the experiment's runs ("Evaluation runs" in the UI) and costs the writer
     about three quarters of its trace rate. `run` always records an MLflow run; a `batch` one parent
