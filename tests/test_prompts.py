@@ -286,3 +286,40 @@ def test_the_engine_alone_refuses_an_unresolved_reference(tmp_path: Path) -> Non
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(SetupError, match="registry reference"):
         prepare_workflow(path, llm="mock")
+
+
+def test_a_sub_workflows_registry_prompt_is_resolved_with_its_parent(
+    shop: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from configurable_agents import run_workflow
+
+    store, stub = shop["store"], shop["stub"]
+    MlflowClient(store).register_prompt("tickets.reply", "Reply kindly to {{ticket}} (v1)")
+    child = shop["path"]
+    child.write_text(child.read_text().replace(
+        "prompt: |\n      Reply kindly to {ticket}.\n      Literal braces {{like these}} stay.",
+        'prompt: "prompts:/tickets.reply/1"',
+    ))  # fmt: skip
+    elsewhere = tmp_path_factory.mktemp("parent")  # the parent is run from another folder
+    parent = elsewhere / "parent.yaml"
+    parent.write_text(f"""
+schema_version: "1.0"
+flow: {{name: desk}}
+config:
+  llm: {{provider: openai, model: gpt-4o-mini, api_base: {stub.base_url}}}
+  observability:
+    mlflow: {{enabled: true, tracking_uri: "{store}"}}
+state:
+  fields:
+    ticket: {{type: str, required: true}}
+nodes:
+  - {{id: answer, workflow: {child}, inputs: {{ticket: "{{ticket}}"}}, outputs: [answer]}}
+edges:
+  - {{from: START, to: answer}}
+  - {{from: answer, to: END}}
+""")
+    result = run_workflow(parent, {"ticket": "a lost parcel"})
+    assert result.status.value == "success", result.error
+    assert "Reply kindly to a lost parcel (v1)" in _sent(stub)

@@ -100,7 +100,7 @@ def prepare_workflow(
     """
     env = os.environ if env is None else env
     workflow = load(workflow_or_path)
-    if any(node.prompt_ref is not None for node in workflow.config.nodes):
+    if _takes_registry_prompts(workflow):
         from .engine import SetupError
         from .prompts import PromptResolutionError, resolve_prompts
 
@@ -112,6 +112,13 @@ def prepare_workflow(
     prepared.tags = env_tags(env)
     prepared.observers.extend(observers_for(prepared.workflow, env=env, trace=trace))
     return prepared
+
+
+def _takes_registry_prompts(workflow: Workflow) -> bool:
+    """Whether the workflow, or one of its sub-workflows, has a registry prompt."""
+    return any(node.prompt_ref is not None for node in workflow.config.nodes) or any(
+        _takes_registry_prompts(child) for child in workflow.subworkflows.values()
+    )
 
 
 async def arun_workflow(

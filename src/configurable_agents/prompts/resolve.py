@@ -8,10 +8,12 @@ reference: the run uses the cached version and one warning says so.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ..config.diagnostics import Diagnostic, format_path
@@ -110,18 +112,26 @@ def resolve_prompts(
     cache: PromptCache | None = None,
 ) -> Workflow:
     """The workflow with every registry prompt replaced by its text, checked like inline text,
-    and :attr:`~configurable_agents.config.loader.Workflow.prompt_versions` set; the workflow
-    itself when it references none.
+    and :attr:`~configurable_agents.config.loader.Workflow.prompt_versions` set; its
+    sub-workflows' prompts too (their versions keyed ``node/child_node``); the workflow itself
+    when it references none.
 
     Raises:
         PromptResolutionError: a reference cannot be resolved, or its text does not fit the
             state (unknown placeholders ...), with the reference named.
     """
+    cache = cache or PromptCache()
+    children = {node_id: resolve_prompts(child, env=env, cache=cache)
+                for node_id, child in workflow.subworkflows.items()}  # fmt: skip
+    inner = {f"{node_id}/{key}": version for node_id, child in children.items()
+             for key, version in child.prompt_versions.items()}  # fmt: skip
     refs = {node.id: node.prompt_ref for node in workflow.config.nodes if node.prompt_ref}
     if not refs:
-        return workflow
+        if all(children[n] is workflow.subworkflows[n] for n in children):
+            return workflow
+        versions = {**workflow.prompt_versions, **inner}
+        return dataclasses.replace(workflow, subworkflows=children, prompt_versions=versions)
     store = store_of(workflow, env)
-    cache = cache or PromptCache()
     texts: dict[str, str] = {}
     versions: dict[str, str] = {}
     index = {node.id: i for i, node in enumerate(workflow.config.nodes)}
@@ -138,9 +148,12 @@ def resolve_prompts(
     if failed:
         raise PromptResolutionError(failed)
     data: dict[str, Any] = workflow.config.model_dump(by_alias=True, exclude_unset=True)
+    folder = Path(workflow.source).parent if workflow.source else Path()
     for node in data["nodes"]:
         if node["id"] in texts:
             node["prompt"] = texts[node["id"]]
+        if node.get("workflow"):  # validated from a mapping: paths relative to the file still
+            node["workflow"] = str(folder / node["workflow"])
     resolved, diagnostics = validate_workflow(data)
     if resolved is None:
         uris = {i: refs[n["id"]].uri for i, n in enumerate(data["nodes"]) if n["id"] in refs}
@@ -149,7 +162,8 @@ def resolve_prompts(
         )
     resolved.source = workflow.source
     resolved.warnings = workflow.warnings
-    resolved.prompt_versions = versions
+    resolved.prompt_versions = {**versions, **inner}
+    resolved.subworkflows = children
     return resolved
 
 
