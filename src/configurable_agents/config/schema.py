@@ -133,7 +133,8 @@ class ToolRef(ConfigModel):
 
     name: str
     """Built-in tool name (`web_search`, `http_get`, `read_file`, `write_file`, `calculator`
-    ...) or a custom tool as `module:function`."""
+    ...), a custom tool as `module:function`, or a tool of an MCP server declared in
+    `config.tools.mcp_servers` as `mcp:SERVER/TOOL`."""
 
     config: dict[str, Any] = {}
     """Settings passed to the tool."""
