@@ -1,4 +1,5 @@
-"""`configurable-agents deploy`: Docker artifacts serving a workflow, started when Docker runs."""
+"""`configurable-agents deploy`: the files serving a workflow with Docker compose (started when
+Docker runs), on Kubernetes or on Amazon ECS."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .common import FILE, fail_input
 __all__ = ["deploy"]
 
 _PORT = click.IntRange(1, 65535)
+_PLATFORMS = ("compose", "kubernetes", "ecs")  # deploy.artifacts.PLATFORMS, imported lazily
 
 
 @click.command()
@@ -29,7 +31,35 @@ _PORT = click.IntRange(1, 65535)
 @click.option(
     "--mlflow-port", type=_PORT, default=5000, show_default=True, help="Port of the MLflow UI."
 )
-@click.option("--name", help="Compose project and image name. Default: the workflow's name.")
+@click.option(
+    "--name",
+    help="Compose project, image and Kubernetes/ECS object names. Default: the workflow's name.",
+)
+@click.option(
+    "--platform",
+    type=click.Choice(_PLATFORMS),
+    default="compose",
+    show_default=True,
+    help="compose: a compose file, started when Docker runs; kubernetes: kubernetes.yaml; "
+    "ecs: ECS task and service definitions (these two are only written).",
+)
+@click.option(
+    "--tracking-uri",
+    metavar="URI",
+    help="MLflow store outside the containers: postgresql://USER@HOST:5432/DB (the MLflow UI "
+    "serves it, the API records through the UI; the password is PGPASSWORD in the env file) or "
+    "an http(s) MLflow server. Default: SQLite on the data volume.",
+)
+@click.option("--queue", is_flag=True, help="Runs go through Redis to worker processes.")
+@click.option("--image", metavar="REF", help="Image the manifests run. Default: NAME:latest.")
+@click.option(
+    "--replicas",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Most API replicas (kubernetes: the autoscaler's maximum; ecs: the desired count); "
+    "more than 1 needs --queue and a --tracking-uri.",
+)
 @click.option("--generate", is_flag=True, help="Only write the files; do not start them.")
 @click.option("--no-mlflow", is_flag=True, help="No MLflow UI service.")
 @click.option(
@@ -45,13 +75,19 @@ def deploy(
     api_port: int,
     mlflow_port: int,
     name: str | None,
+    platform: str,
+    tracking_uri: str | None,
+    queue: bool,
+    image: str | None,
+    replicas: int,
     generate: bool,
     no_mlflow: bool,
     env_file: Path,
 ) -> None:
-    """Write a Dockerfile, docker-compose.yml, .env.example, entrypoint and README serving
-    workflow FILE over HTTP (with an MLflow UI on the same store), then start them with
-    `docker compose up -d --build` unless --generate.
+    """Write a Dockerfile, entrypoint, .env.example and README serving workflow FILE over HTTP
+    (with an MLflow UI on the same store) and, for the --platform, docker-compose.yml (then
+    started with `docker compose up -d --build` unless --generate), kubernetes.yaml, or
+    ecs-task-definition.json and ecs-service.json (the README says how to apply them).
 
     Exit codes: 0 written (and started), 1 invalid workflow or failed build, 2 bad option,
     5 written but not started because no Docker engine answers.
@@ -71,7 +107,10 @@ def deploy(
         for diagnostic in diagnostics:
             click.echo(diagnostic.format(), err=True)
         sys.exit(1)
-    options = DeployOptions(output_dir, api_port, mlflow_port, name, not no_mlflow, env_file)
+    options = DeployOptions(
+        output_dir, api_port, mlflow_port, name, not no_mlflow, env_file,
+        platform=platform, tracking_uri=tracking_uri, queue=queue, image=image, replicas=replicas,
+    )  # fmt: skip
     try:
         deployment = plan_deployment(workflow, options)
         with tempfile.TemporaryDirectory(prefix="configurable-agents-wheel-") as scratch:
@@ -93,7 +132,9 @@ def deploy(
             "workflow needs",
             err=True,
         )
-    if not generate:
+    if platform != "compose":
+        click.echo(f"Apply it as {output_dir / 'README.md'} says (build and push the image first).")
+    elif not generate:
         _start(output_dir, api_port, mlflow_port if deployment.mlflow_ui else None)
 
 
