@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,8 +24,8 @@ from .._version import __version__
 from ..config.loader import Workflow
 from ..environment import TOKEN_ENV
 from ..llm.providers import PROVIDER_KEYS
-from ..llm.settings import resolve_llm
 from . import ecs, kubernetes
+from .composition import SUBWORKFLOWS_DIR, mcp_variables, providers, subworkflow_files
 from .spec import PGPASSWORD, QUEUE_ENV, REDIS_IMAGE, Spec, health_command, yaml_text
 
 __all__ = [
@@ -201,13 +202,8 @@ def _with_tracking_uri(text: str, uri: str) -> str:
     return edited
 
 
-def _providers(workflow: Workflow) -> set[str]:
-    config = workflow.config.config
-    return {resolve_llm(config.llm, node, None).provider for node in workflow.config.nodes}
-
-
 def _extras(workflow: Workflow, queue: bool) -> list[str]:
-    extras = ["server", *sorted(_providers(workflow) - {"mock"})]  # an extra per provider
+    extras = ["server", *sorted(providers(workflow) - {"mock"})]  # an extra per provider
     if workflow.config.config.observability.opentelemetry.enabled:
         extras.append("otel")
     if queue:
@@ -309,6 +305,7 @@ def _env_example(workflow: Workflow, spec: Spec, tracking_uri: str | None, platf
         lines += ["MLFLOW_TRACKING_USERNAME=", "MLFLOW_TRACKING_PASSWORD="]
     if spec.queue and platform == "ecs":  # an ElastiCache URL, perhaps with a password
         lines.append(f"{QUEUE_ENV}=")
+    lines += [f"{name}=  # read by an MCP server" for name in mcp_variables(workflow)]
     return "\n".join(lines) + "\n"
 
 
@@ -362,11 +359,11 @@ def _secret_keys(workflow: Workflow, present: set[str]) -> list[str]:
     """The secret variables the API and the workers read: for each provider the workflow uses,
     the key the env file sets (else the provider's first), and the API token."""
     keys = []
-    for provider in sorted(_providers(workflow)):
+    for provider in sorted(providers(workflow)):
         names = PROVIDER_KEYS.get(provider, ())
         if names:
             keys.append(next((key for key in names if key in present), names[0]))
-    return [*keys, TOKEN_ENV]
+    return [*keys, *mcp_variables(workflow), TOKEN_ENV]
 
 
 def plan_deployment(workflow: Workflow, options: DeployOptions) -> Deployment:
@@ -398,10 +395,13 @@ def plan_deployment(workflow: Workflow, options: DeployOptions) -> Deployment:
         )
     try:
         source_text = Path(workflow.source or "").read_text(encoding="utf-8")
+        children = subworkflow_files(workflow)
     except OSError as exc:
-        raise DeployError(f"{workflow.source}: {exc.strerror or exc}") from None
+        raise DeployError(f"{exc.filename or workflow.source}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise DeployError(str(exc)) from None
     present = _env_keys(options.env_file)
-    needed = _providers(workflow)
+    needed = providers(workflow)
     missing = sorted(
         keys[0]
         for provider, keys in PROVIDER_KEYS.items()
@@ -445,6 +445,9 @@ def plan_deployment(workflow: Workflow, options: DeployOptions) -> Deployment:
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "wheel": wheel,
         "extras": extras,
+        "subworkflows_copy": f"COPY --chown=app:app {SUBWORKFLOWS_DIR}/ /app/\n"
+        if children
+        else "",
         "more_packages": ' "psycopg2-binary>=2.9"'
         if store.postgres or file_store.startswith("postgresql")
         else "",
@@ -471,6 +474,7 @@ def plan_deployment(workflow: Workflow, options: DeployOptions) -> Deployment:
         ".env.example": _env_example(workflow, spec, options.tracking_uri, options.platform),
         ".dockerignore": _DOCKERIGNORE,
         "workflow.yaml": source_text,
+        **children,
     }
     if options.platform == "kubernetes":
         files[kubernetes.MANIFESTS] = kubernetes.manifests(spec, source_text)
@@ -499,7 +503,9 @@ def write_deployment(deployment: Deployment, output_dir: Path, wheel_path: Path)
         raise DeployError(f"the wheel built is {wheel_path.name}, not {deployment.wheel}")
     contents: dict[Path, bytes] = {wheels / deployment.wheel: wheel_path.read_bytes()}
     contents.update({output_dir / n: t.encode() for n, t in deployment.files.items()})
+    shutil.rmtree(output_dir / SUBWORKFLOWS_DIR, ignore_errors=True)  # an earlier run's
     for path, data in contents.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp")
         try:
             temporary.write_bytes(data)
