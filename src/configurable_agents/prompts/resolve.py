@@ -129,8 +129,8 @@ def resolve_prompts(
     if not refs:
         if all(children[n] is workflow.subworkflows[n] for n in children):
             return workflow
-        versions = {**workflow.prompt_versions, **inner}
-        return dataclasses.replace(workflow, subworkflows=children, prompt_versions=versions)
+        merged = {**workflow.prompt_versions, **inner}
+        return dataclasses.replace(workflow, subworkflows=children, prompt_versions=merged)
     store = store_of(workflow, env)
     texts: dict[str, str] = {}
     versions: dict[str, str] = {}
