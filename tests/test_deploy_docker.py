@@ -152,9 +152,17 @@ def _healthy(container: str) -> bool:
 
 
 def _trace_through_ui(ui_port: int, trace_id: str) -> Any:
+    """The trace as the UI container's MLflow server gives it; None while the server is not up
+    or the trace not yet written (the caller polls)."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(f"http://127.0.0.1:{ui_port}").get_trace(trace_id)
+    if httpx.get(f"http://127.0.0.1:{ui_port}/health", timeout=5).status_code != 200:
+        return None
+    try:
+        return MlflowClient(f"http://127.0.0.1:{ui_port}").get_trace(trace_id)
+    except MlflowException:
+        return None
 
 
 def test_the_generated_image_serves_runs_and_traces_across_restarts(
